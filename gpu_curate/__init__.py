@@ -1,0 +1,24 @@
+"""gpu_curate: MetaCLIP-style curation of image-text pools, exact on CPU and GPU.
+
+    import gpu_curate as gc
+    md = gc.Metadata.load("entries.json")
+    res = gc.match(["a photo of a dog"], md)
+"""
+
+from .automaton import Automaton
+from .errors import CurateError, DeviceError, InputError, MetadataError
+from .match import MatchResult, match
+from .metadata import Metadata
+
+__version__ = "0.1.0"
+__all__ = [
+    "Automaton",
+    "CurateError",
+    "DeviceError",
+    "InputError",
+    "Metadata",
+    "MetadataError",
+    "MatchResult",
+    "match",
+    "__version__",
+]

@@ -1,0 +1,213 @@
+// Host build of the shared kernels/ sources: the CPU engine.
+// Every function releases the GIL and splits rows over std::threads.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sample.cuh"
+#include "walk.cuh"
+
+namespace py = pybind11;
+template <class T>
+using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
+// No forcecast: a converted temporary would die before the pointer is used.
+template <class T>
+using Strict = py::array_t<T, py::array::c_style>;
+
+namespace {
+
+template <class T>
+const T* data_of(const py::dict& d, const std::string& key) {
+  return d[key.c_str()].cast<Strict<T>>().data();
+}
+
+gc::HashTable table_of(const py::dict& d, const std::string& prefix) {
+  auto vals = d[(prefix + "_slot_vals").c_str()].cast<Strict<int32_t>>();
+  return {data_of<uint64_t>(d, prefix + "_slot_keys"), vals.data(), (uint64_t)vals.size() - 1};
+}
+
+gc::Automaton automaton_of(const py::dict& d, const std::string& p) {
+  gc::Automaton a{};
+  auto fail = d[(p + "_fail").c_str()].cast<Strict<int32_t>>();
+  a.n_nodes = (int32_t)fail.size();
+  a.root_next = data_of<int32_t>(d, p + "_root_next");
+  a.edges = table_of(d, p + "_edge");
+  a.fail = fail.data();
+  a.dict_link = data_of<int32_t>(d, p + "_dict_link");
+  a.out_offsets = data_of<int32_t>(d, p + "_out_offsets");
+  a.out_entries = data_of<int32_t>(d, p + "_out_entries");
+  return a;
+}
+
+// The dict holds arrays of exactly the right dtype (automaton.py makes
+// them so); the caller keeps it alive while the pointers are used.
+gc::Tables tables_of(const py::dict& d) {
+  gc::Tables t{};
+  t.tok = automaton_of(d, "tok");
+  t.vocab.table = table_of(d, "vocab");
+  t.vocab.offsets = data_of<int64_t>(d, "vocab_offsets");
+  t.vocab.bytes = data_of<uint8_t>(d, "vocab_bytes");
+  t.byte = automaton_of(d, "byte");
+  return t;
+}
+
+// Runs body(begin, end, chunk_index) over row chunks on `threads` threads.
+template <class Body>
+void parallel_chunks(int64_t n_rows, int64_t chunk, int threads, Body body) {
+  const int64_t n_chunks = (n_rows + chunk - 1) / chunk;
+  std::atomic<int64_t> next{0};
+  auto worker = [&] {
+    for (int64_t c; (c = next++) < n_chunks;) body(c * chunk, std::min(n_rows, (c + 1) * chunk), c);
+  };
+  threads = (int)std::max<int64_t>(1, std::min<int64_t>(threads, n_chunks));
+  std::vector<std::thread> pool;
+  for (int k = 1; k < threads; ++k) pool.emplace_back(worker);
+  worker();
+  for (auto& th : pool) th.join();
+}
+
+constexpr int64_t kChunkRows = 2048;
+
+struct PushBack {
+  std::vector<int32_t>* out;
+  void operator()(int32_t id) const { out->push_back(id); }
+};
+
+template <class Offset>
+py::tuple match_column(const gc::Tables& t, const gc::StringColumn<Offset>& col, int64_t n_rows, int threads) {
+  const int64_t n_chunks = (n_rows + kChunkRows - 1) / kChunkRows;
+  std::vector<std::vector<int32_t>> ids(n_chunks);
+  std::vector<int64_t> counts(n_rows);
+  {
+    py::gil_scoped_release nogil;
+    parallel_chunks(n_rows, kChunkRows, threads, [&](int64_t begin, int64_t end, int64_t c) {
+      std::vector<int32_t>& out = ids[c];
+      PushBack emit{&out};
+      for (int64_t i = begin; i < end; ++i) {
+        const size_t first = out.size();
+        gc::match_row(t, col, i, emit);
+        const int64_t m = gc::sort_unique(out.data() + first, (int64_t)(out.size() - first));
+        out.resize(first + m);
+        counts[i] = m;
+      }
+    });
+  }
+  Array<int64_t> offsets(n_rows + 1);
+  int64_t* off = offsets.mutable_data();
+  off[0] = 0;
+  for (int64_t i = 0; i < n_rows; ++i) off[i + 1] = off[i] + counts[i];
+  Array<int32_t> entry_ids(off[n_rows]);
+  int32_t* dst = entry_ids.mutable_data();
+  for (auto& v : ids) {
+    if (!v.empty()) std::memcpy(dst, v.data(), v.size() * sizeof(int32_t));
+    dst += v.size();
+  }
+  return py::make_tuple(offsets, entry_ids);
+}
+
+py::tuple match(const py::dict& tables, Array<uint8_t> bytes, py::array offsets, py::object validity,
+                int64_t offset, int64_t n_rows, int threads) {
+  const gc::Tables t = tables_of(tables);
+  const uint8_t* valid = nullptr;
+  Array<uint8_t> valid_arr;
+  if (!validity.is_none()) {
+    valid_arr = validity.cast<Array<uint8_t>>();
+    valid = valid_arr.data();
+  }
+  if (offsets.dtype().is(py::dtype::of<int32_t>())) {
+    auto o = offsets.cast<Array<int32_t>>();
+    return match_column(t, gc::StringColumn<int32_t>{bytes.data(), o.data(), valid, offset}, n_rows, threads);
+  }
+  if (offsets.dtype().is(py::dtype::of<int64_t>())) {
+    auto o = offsets.cast<Array<int64_t>>();
+    return match_column(t, gc::StringColumn<int64_t>{bytes.data(), o.data(), valid, offset}, n_rows, threads);
+  }
+  throw std::invalid_argument("offsets must be int32 or int64");
+}
+
+// hash_bytes of each slice bytes[starts[i]:ends[i]].
+Array<uint64_t> hash_slices(Array<uint8_t> bytes, Array<int64_t> starts, Array<int64_t> ends) {
+  const int64_t n = starts.size();
+  Array<uint64_t> out(n);
+  const uint8_t* b = bytes.data();
+  const int64_t *s = starts.data(), *e = ends.data();
+  uint64_t* o = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    for (int64_t i = 0; i < n; ++i) o[i] = gc::hash_bytes(b + s[i], e[i] - s[i]);
+  }
+  return out;
+}
+
+// Lays keys out in an open-addressing table of 2^log2_slots slots; slot
+// values are the keys' positions. Sequential on purpose: the placement must
+// be exactly what gc::table_find probes.
+py::tuple build_table(Array<uint64_t> keys, int log2_slots) {
+  const uint64_t n_slots = 1ULL << log2_slots, mask = n_slots - 1;
+  if ((uint64_t)keys.size() >= n_slots) throw std::invalid_argument("hash table too small");
+  Array<uint64_t> slot_keys(n_slots);
+  Array<int32_t> slot_vals(n_slots);
+  uint64_t* sk = slot_keys.mutable_data();
+  int32_t* sv = slot_vals.mutable_data();
+  const uint64_t* k = keys.data();
+  const int64_t n = keys.size();
+  {
+    py::gil_scoped_release nogil;
+    std::fill(sk, sk + n_slots, 0);
+    std::fill(sv, sv + n_slots, -1);
+    for (int64_t i = 0; i < n; ++i) {
+      uint64_t s = gc::slot_of(k[i], mask);
+      while (sv[s] >= 0) s = (s + 1) & mask;
+      sk[s] = k[i];
+      sv[s] = (int32_t)i;
+    }
+  }
+  return py::make_tuple(slot_keys, slot_vals);
+}
+
+// Keep decision per row (SPEC section 7) over a CSR match index.
+Array<bool> keep_rows(Array<int64_t> offsets, Array<int32_t> entry_ids, Array<uint64_t> uid_keys,
+                      Array<double> p, uint64_t seed, int threads) {
+  const int64_t n = uid_keys.size();
+  if (offsets.size() != n + 1) throw std::invalid_argument("offsets must have len(uid_keys) + 1 items");
+  Array<bool> keep(n);
+  bool* k = keep.mutable_data();
+  const int64_t* off = offsets.data();
+  const int32_t* ids = entry_ids.data();
+  const uint64_t* uk = uid_keys.data();
+  const double* pp = p.data();
+  {
+    py::gil_scoped_release nogil;
+    parallel_chunks(n, 1 << 16, threads, [&](int64_t begin, int64_t end, int64_t) {
+      for (int64_t i = begin; i < end; ++i) k[i] = gc::keep_row(seed, uk[i], ids + off[i], off[i + 1] - off[i], pp);
+    });
+  }
+  return keep;
+}
+
+Array<double> uniforms(uint64_t seed, Array<uint64_t> uid_keys, Array<int32_t> entry_ids) {
+  const int64_t n = uid_keys.size();
+  Array<double> out(n);
+  double* o = out.mutable_data();
+  for (int64_t i = 0; i < n; ++i) o[i] = gc::uniform(seed, uid_keys.data()[i], entry_ids.data()[i]);
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "Host build of gpu_curate's kernels/ (the CPU engine).";
+  m.def("match", &match, "CSR match sets of an Arrow string column.", py::arg("tables"), py::arg("bytes"),
+        py::arg("offsets"), py::arg("validity"), py::arg("offset"), py::arg("n_rows"), py::arg("threads"));
+  m.def("hash_slices", &hash_slices, "hash_bytes of byte slices.");
+  m.def("build_table", &build_table, "Open-addressing table layout of 64-bit keys.");
+  m.def("keep_rows", &keep_rows, "Balanced-sampling keep decision per row.");
+  m.def("uniforms", &uniforms, "The sampling uniform u(seed, uid_key, entry) elementwise.");
+}

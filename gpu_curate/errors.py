@@ -1,0 +1,17 @@
+"""Errors a user can cause. The CLI prints them as one line and exits 2."""
+
+
+class CurateError(Exception):
+    """Base class: bad input, bad options, missing hardware or packages."""
+
+
+class MetadataError(CurateError, ValueError):
+    """A metadata list that cannot be used (names the file and line/entry)."""
+
+
+class InputError(CurateError, ValueError):
+    """A pool file or column that cannot be read (names the file/row/column)."""
+
+
+class DeviceError(CurateError, RuntimeError):
+    """The requested device or its libraries are not available."""
