@@ -15,6 +15,7 @@
 #include "walk.cuh"
 
 namespace py = pybind11;
+
 template <class T>
 using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
 // No forcecast: a converted temporary would die before the pointer is used.
@@ -28,21 +29,21 @@ const T* data_of(const py::dict& d, const std::string& key) {
   return d[key.c_str()].cast<Strict<T>>().data();
 }
 
-gc::HashTable table_of(const py::dict& d, const std::string& prefix) {
-  auto vals = d[(prefix + "_slot_vals").c_str()].cast<Strict<int32_t>>();
-  return {data_of<uint64_t>(d, prefix + "_slot_keys"), vals.data(), (uint64_t)vals.size() - 1};
+// A slot table is stored as a (n_slots, 2) uint64 array: {key, target | out << 32}.
+gc::SlotTable slots_of(const py::dict& d, const std::string& key) {
+  auto a = d[key.c_str()].cast<Strict<uint64_t>>();
+  static_assert(sizeof(gc::Slot) == 16, "Slot must be two 64-bit words");
+  return {reinterpret_cast<const gc::Slot*>(a.data()), (uint64_t)(a.size() / 2) - 1};
 }
 
 gc::Automaton automaton_of(const py::dict& d, const std::string& p) {
   gc::Automaton a{};
-  auto fail = d[(p + "_fail").c_str()].cast<Strict<int32_t>>();
-  a.n_nodes = (int32_t)fail.size();
-  a.root_next = data_of<int32_t>(d, p + "_root_next");
-  a.edges = table_of(d, p + "_edge");
-  a.fail = fail.data();
-  a.dict_link = data_of<int32_t>(d, p + "_dict_link");
-  a.out_offsets = data_of<int32_t>(d, p + "_out_offsets");
-  a.out_entries = data_of<int32_t>(d, p + "_out_entries");
+  auto cfail = d[(p + "_cfail").c_str()].cast<Strict<int32_t>>();
+  a.n_nodes = (int32_t)cfail.size();
+  a.n_symbols = (int32_t)d[(p + "_n_symbols").c_str()].cast<int64_t>();
+  a.edges = slots_of(d, p + "_edge_slots");
+  a.cfail = cfail.data();
+  a.out_lists = data_of<int32_t>(d, p + "_out_lists");
   return a;
 }
 
@@ -51,10 +52,11 @@ gc::Automaton automaton_of(const py::dict& d, const std::string& p) {
 gc::Tables tables_of(const py::dict& d) {
   gc::Tables t{};
   t.tok = automaton_of(d, "tok");
-  t.vocab.table = table_of(d, "vocab");
+  t.vocab.table = slots_of(d, "vocab_slots");
   t.vocab.offsets = data_of<int64_t>(d, "vocab_offsets");
   t.vocab.bytes = data_of<uint8_t>(d, "vocab_bytes");
   t.byte = automaton_of(d, "byte");
+  t.byte_root = reinterpret_cast<const gc::Slot*>(data_of<uint64_t>(d, "byte_root"));
   return t;
 }
 
@@ -80,8 +82,11 @@ struct PushBack {
   void operator()(int32_t id) const { out->push_back(id); }
 };
 
+// `limit` is the end of the column's byte buffer: the walk may load 8 or 64
+// bytes at once where they stay below it.
 template <class Offset>
-py::tuple match_column(const gc::Tables& t, const gc::StringColumn<Offset>& col, int64_t n_rows, int threads) {
+py::tuple match_column(const gc::Tables& t, const gc::StringColumn<Offset>& col, const uint8_t* limit,
+                       int64_t n_rows, int threads) {
   const int64_t n_chunks = (n_rows + kChunkRows - 1) / kChunkRows;
   std::vector<std::vector<int32_t>> ids(n_chunks);
   std::vector<int64_t> counts(n_rows);
@@ -92,7 +97,10 @@ py::tuple match_column(const gc::Tables& t, const gc::StringColumn<Offset>& col,
       PushBack emit{&out};
       for (int64_t i = begin; i < end; ++i) {
         const size_t first = out.size();
-        gc::match_row(t, col, i, emit);
+        if (gc::row_is_valid(col, i)) {
+          const int64_t a = col.offsets[col.offset + i], b = col.offsets[col.offset + i + 1];
+          gc::match_text(t, col.bytes + a, b - a, emit, limit);
+        }
         const int64_t m = gc::sort_unique(out.data() + first, (int64_t)(out.size() - first));
         out.resize(first + m);
         counts[i] = m;
@@ -115,6 +123,7 @@ py::tuple match_column(const gc::Tables& t, const gc::StringColumn<Offset>& col,
 py::tuple match(const py::dict& tables, Array<uint8_t> bytes, py::array offsets, py::object validity,
                 int64_t offset, int64_t n_rows, int threads) {
   const gc::Tables t = tables_of(tables);
+  const uint8_t* limit = bytes.data() + bytes.size();  // 8-byte loads stay inside the buffer
   const uint8_t* valid = nullptr;
   Array<uint8_t> valid_arr;
   if (!validity.is_none()) {
@@ -123,11 +132,11 @@ py::tuple match(const py::dict& tables, Array<uint8_t> bytes, py::array offsets,
   }
   if (offsets.dtype().is(py::dtype::of<int32_t>())) {
     auto o = offsets.cast<Array<int32_t>>();
-    return match_column(t, gc::StringColumn<int32_t>{bytes.data(), o.data(), valid, offset}, n_rows, threads);
+    return match_column(t, gc::StringColumn<int32_t>{bytes.data(), o.data(), valid, offset}, limit, n_rows, threads);
   }
   if (offsets.dtype().is(py::dtype::of<int64_t>())) {
     auto o = offsets.cast<Array<int64_t>>();
-    return match_column(t, gc::StringColumn<int64_t>{bytes.data(), o.data(), valid, offset}, n_rows, threads);
+    return match_column(t, gc::StringColumn<int64_t>{bytes.data(), o.data(), valid, offset}, limit, n_rows, threads);
   }
   throw std::invalid_argument("offsets must be int32 or int64");
 }
@@ -146,9 +155,23 @@ Array<uint64_t> hash_slices(Array<uint8_t> bytes, Array<int64_t> starts, Array<i
   return out;
 }
 
+// gc::token_key of each slice bytes[offsets[i]:offsets[i+1]] (vocabulary keys).
+Array<uint64_t> token_keys(Array<uint8_t> bytes, Array<int64_t> offsets) {
+  const int64_t n = offsets.size() - 1;
+  Array<uint64_t> out(std::max<int64_t>(n, 0));
+  const uint8_t* b = bytes.data();
+  const int64_t* o = offsets.data();
+  uint64_t* k = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    for (int64_t i = 0; i < n; ++i) k[i] = gc::token_key(b + o[i], o[i + 1] - o[i]);
+  }
+  return out;
+}
+
 // Lays keys out in an open-addressing table of 2^log2_slots slots; slot
 // values are the keys' positions. Sequential on purpose: the placement must
-// be exactly what gc::table_find probes.
+// be exactly what kernels/walk.cuh probes (linear probing from gc::slot_of).
 py::tuple build_table(Array<uint64_t> keys, int log2_slots) {
   const uint64_t n_slots = 1ULL << log2_slots, mask = n_slots - 1;
   if ((uint64_t)keys.size() >= n_slots) throw std::invalid_argument("hash table too small");
@@ -170,6 +193,44 @@ py::tuple build_table(Array<uint64_t> keys, int log2_slots) {
     }
   }
   return py::make_tuple(slot_keys, slot_vals);
+}
+
+// Position in build_table's keys of each query, or -1, probing its layout
+// as the kernels do (the automaton builder's child look-ups).
+Array<int64_t> find_keys(Array<uint64_t> slot_keys, Array<int32_t> slot_vals, Array<uint64_t> queries) {
+  const uint64_t mask = (uint64_t)slot_keys.size() - 1;
+  const int64_t n = queries.size();
+  Array<int64_t> out(n);
+  const uint64_t *sk = slot_keys.data(), *q = queries.data();
+  const int32_t* sv = slot_vals.data();
+  int64_t* o = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    for (int64_t i = 0; i < n; ++i) {
+      uint64_t s = gc::slot_of(q[i], mask);
+      while (sv[s] >= 0 && sk[s] != q[i]) s = (s + 1) & mask;
+      o[i] = sv[s];
+    }
+  }
+  return out;
+}
+
+// gc::Slot words {key, words[position]} of a build_table layout, as a
+// (n_slots, 2) uint64 array; empty slots get {0, 0}.
+Array<uint64_t> slot_words(Array<uint64_t> slot_keys, Array<int32_t> slot_vals, Array<uint64_t> words) {
+  const int64_t n = slot_keys.size();
+  Array<uint64_t> out({n, (int64_t)2});
+  const uint64_t *sk = slot_keys.data(), *w = words.data();
+  const int32_t* sv = slot_vals.data();
+  uint64_t* o = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    for (int64_t i = 0; i < n; ++i) {
+      o[2 * i] = sv[i] >= 0 ? sk[i] : 0;
+      o[2 * i + 1] = sv[i] >= 0 ? w[sv[i]] : 0;
+    }
+  }
+  return out;
 }
 
 // Keep decision per row (SPEC section 7) over a CSR match index.
@@ -207,6 +268,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("match", &match, "CSR match sets of an Arrow string column.", py::arg("tables"), py::arg("bytes"),
         py::arg("offsets"), py::arg("validity"), py::arg("offset"), py::arg("n_rows"), py::arg("threads"));
   m.def("hash_slices", &hash_slices, "hash_bytes of byte slices.");
+  m.def("token_keys", &token_keys, "Vocabulary keys (gc::token_key) of byte slices.");
+  m.def("find_keys", &find_keys, "Positions of keys in a build_table layout (-1: absent).");
+  m.def("slot_words", &slot_words, "gc::Slot table of a build_table layout.");
   m.def("build_table", &build_table, "Open-addressing table layout of 64-bit keys.");
   m.def("keep_rows", &keep_rows, "Balanced-sampling keep decision per row.");
   m.def("uniforms", &uniforms, "The sampling uniform u(seed, uid_key, entry) elementwise.");

@@ -1,11 +1,13 @@
 """Metadata -> flat automaton tables, one format for the CPU and GPU engines.
 
-Two Aho-Corasick automata (see kernels/walk.cuh): one over vocabulary ids
-for entries padded on both sides, one over bytes for the rest. Both are
-built level by level with NumPy: at depth d every entry still longer than d
-extends its node by one symbol, and np.unique over (node, symbol) names the
-new nodes. Failure links follow level by level too, so the Python loops run
-over depths (a few dozen), never over entries.
+Two Aho-Corasick automata (layout: kernels/walk.cuh): one over vocabulary
+symbols for entries padded on both sides, one over bytes for the rest. Both
+are built level by level with NumPy: at depth d every entry still longer
+than d extends its node by one symbol, and np.unique over (node, symbol)
+names the new nodes. Failure links, their shortcuts (cfail) and output
+records follow level by level too, so the Python loops run over depths (a
+few dozen), never over entries. Hash-table placement and look-ups run in
+_core (C++), with the very probe sequence the walk uses.
 
 Tables are cached as .npz (allow_pickle=False) keyed by the metadata's
 content hash: MetaCLIP ships pickled automata, which run code when loaded.
@@ -13,6 +15,7 @@ content hash: MetaCLIP ships pickled automata, which run code when loaded.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from pathlib import Path
@@ -23,7 +26,7 @@ import pyarrow as pa
 from . import _core
 from .metadata import Metadata, string_buffers
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 AUTOMATA = ("tok", "byte")
 
 
@@ -47,7 +50,7 @@ class Automaton:
         return sum(a.nbytes for a in self.tables.values())
 
     def __repr__(self) -> str:
-        n_tok, n_byte = (len(self.tables[f"{a}_fail"]) for a in AUTOMATA)
+        n_tok, n_byte = (len(self.tables[f"{a}_cfail"]) for a in AUTOMATA)
         return (
             f"Automaton({self.n_entries} entries, {n_tok} token nodes, {n_byte} byte nodes, "
             f"{self.nbytes / 2**20:.1f} MiB)"
@@ -89,101 +92,188 @@ class Automaton:
 
 
 # -- hash tables ----------------------------------------------------------------
-def _hash_table(keys: np.ndarray, values: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
-    """Open-addressing table keys -> values, laid out exactly as kernels/ probe it."""
-    log2 = max(1, int(np.ceil(np.log2(2 * len(keys) + 1))))  # load factor <= 1/2
-    slot_keys, slot_pos = _core.build_table(np.ascontiguousarray(keys, np.uint64), log2)
-    slot_vals = np.append(values, -1).astype(np.int32)[slot_pos]  # position -1 -> empty (-1)
-    return {f"{prefix}_slot_keys": slot_keys, f"{prefix}_slot_vals": slot_vals}
+MAX_LOAD = 0.7  # measured: 0.5 is no faster and takes 1.5x the memory
+
+
+def _layout(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """build_table's placement of keys (slot keys, slot -> key position or -1)."""
+    log2 = max(1, int(np.ceil(np.log2(len(keys) / MAX_LOAD + 1))))
+    return _core.build_table(np.ascontiguousarray(keys, np.uint64), log2)
+
+
+def _slot_table(keys: np.ndarray, words: np.ndarray, layout=None) -> np.ndarray:
+    """Open-addressing table of gc::Slot {key, target | out << 32}, as kernels/ probe it.
+
+    Returned as a (n_slots, 2) uint64 array; word 1 == 0 marks an empty slot.
+    """
+    slot_keys, slot_pos = layout if layout is not None else _layout(keys)
+    return _core.slot_words(slot_keys, slot_pos, np.ascontiguousarray(words, np.uint64))
 
 
 # -- generic Aho-Corasick over integer symbol sequences ------------------------
+HAS_CHILDREN = np.uint32(0x80000000)  # gc::kHasChildren
+FLAT_MAX = 16  # output records longer than this chain to their dict suffix instead
+
+
 def build_aho_corasick(
     seq_offsets: np.ndarray, symbols: np.ndarray, entry_ids: np.ndarray, n_symbols: int, prefix: str
-) -> dict[str, np.ndarray]:
-    """Aho-Corasick tables for sequences symbols[seq_offsets[k]:seq_offsets[k+1]].
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Aho-Corasick tables (layout: kernels/walk.cuh) for the sequences
+    symbols[seq_offsets[k]:seq_offsets[k+1]] over symbols 0..n_symbols-1.
 
     Sequence k reports entry_ids[k]; equal sequences share a node and report
-    all their ids.
+    all their ids. Returns the tables and, per symbol x, the slot word
+    (target | out << 32) of the root's child x + 1.
     """
     n_seq = len(entry_ids)
-    if n_seq == 0:
-        return _empty_automaton(prefix)
     lengths = np.diff(seq_offsets)
-    if lengths.min() < 1:
+    if n_seq and lengths.min() < 1:
         raise ValueError("empty symbol sequence")
-    node = np.zeros(n_seq, np.int64)
-    edge_keys = []  # per level, sorted; levels come in increasing parent order
-    n_nodes = 1
-    for depth in range(int(lengths.max())):
+    symbols = symbols.astype(np.int64)
+    # Node x + 1 is the root's child on symbol x; deeper nodes are numbered
+    # level by level, each level in (parent, symbol) order.
+    node = symbols[seq_offsets[:-1]] + 1
+    n_nodes = n_symbols + 1
+    edge_keys, level_ends = [], [n_nodes]
+    for depth in range(1, int(lengths.max()) if n_seq else 0):
         active = np.flatnonzero(lengths > depth)
-        keys = (node[active] << 32) | symbols[seq_offsets[active] + depth].astype(np.int64)
+        keys = (node[active] << 32) | symbols[seq_offsets[active] + depth]
         uniq, inverse = np.unique(keys, return_inverse=True)
-        node[active] = n_nodes + inverse
+        node[active] = n_nodes + inverse.reshape(-1)
         edge_keys.append(uniq)
         n_nodes += len(uniq)
-    # Node v >= 1 is the child of edge v - 1; edge keys are globally sorted.
-    keys = np.concatenate(edge_keys)
-    parent = np.concatenate([[-1], keys >> 32])
-    symbol = np.concatenate([[-1], keys & 0xFFFFFFFF])
-    level_ends = np.cumsum([1] + [len(k) for k in edge_keys])
+        level_ends.append(n_nodes)
+    if n_nodes >= 2**31:  # node ids share a 32-bit word with kHasChildren
+        raise ValueError(f"{n_nodes} automaton nodes: more than 2^31 - 1")
+    # Deep node v has edge key keys[v - first_deep]; keys are globally sorted.
+    first_deep = n_symbols + 1
+    keys = np.concatenate(edge_keys) if edge_keys else np.zeros(0, np.int64)
+    parent = keys >> 32
+    symbol = keys & 0xFFFFFFFF
+
+    layout = _layout(keys.astype(np.uint64))  # the edge table, also used for child look-ups
 
     def child(state: np.ndarray, sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        k = (state << 32) | sym
-        pos = np.minimum(np.searchsorted(keys, k), len(keys) - 1)
-        return pos + 1, keys[pos] == k
+        """Child of each state on sym, and whether it exists (always, at the root)."""
+        node, found = sym + 1, state == 0
+        deep = np.flatnonzero(~found)
+        if len(deep):
+            pos = _core.find_keys(*layout, ((state[deep] << 32) | sym[deep]).astype(np.uint64))
+            node[deep] = first_deep + pos
+            found[deep] = pos >= 0
+        return node, found
 
-    # Outputs: entries grouped by their terminal node, in id order.
+    has_children = np.zeros(n_nodes, bool)
+    has_children[parent] = True
+    own = np.bincount(node, minlength=n_nodes)  # entries ending at each node
     order = np.argsort(node, kind="stable")
-    out_entries = entry_ids[order].astype(np.int32)
-    out_offsets = np.zeros(n_nodes + 1, np.int64)
-    np.add.at(out_offsets, node + 1, 1)
-    out_offsets = np.cumsum(out_offsets)
-    has_out = np.diff(out_offsets) > 0
+    own_entries = entry_ids[order].astype(np.int32)
+    own_start = np.concatenate([[0], np.cumsum(own)])
 
+    # Per node, level by level (every link below points to a shallower node):
+    # fail, cfail (nearest suffix state with children), dict link (nearest
+    # suffix state with own outputs), closure size and out code.
     fail = np.zeros(n_nodes, np.int64)
-    dict_link = np.full(n_nodes, -1, np.int64)
-    for lo, hi in zip(level_ends[:-1], level_ends[1:]):
-        v = np.arange(lo, hi)
-        if lo > 1:  # depth >= 2: follow the parent's failure chain
-            f, s, pending = fail[parent[v]], symbol[v], v
+    cfail = np.zeros(n_nodes, np.int64)
+    dict_link = np.zeros(n_nodes, np.int64)
+    closure = own.copy()
+    out_code = np.full(n_nodes, -1, np.int64)
+    records: list[np.ndarray] = []
+    record_base = 0
+    levels = [np.arange(1, first_deep)] + [np.arange(lo, hi) for lo, hi in itertools.pairwise(level_ends)]
+    for depth, v in enumerate(levels):
+        if depth > 0:
+            f, s, pending = fail[parent[v - first_deep]], symbol[v - first_deep], v
             while len(pending):
                 c, found = child(f, s)
-                done = found | (f == 0)
-                fail[pending[done]] = np.where(found, c, 0)[done]
-                pending, f, s = pending[~done], fail[f[~done]], s[~done]
-        fv = fail[v]
-        dict_link[v] = np.where(has_out[fv], fv, dict_link[fv])
+                fail[pending[found]] = c[found]
+                pending, f, s = pending[~found], fail[f[~found]], s[~found]
+            fv = fail[v]
+            cfail[v] = np.where(has_children[fv] | (fv == 0), fv, cfail[fv])
+            dict_link[v] = np.where(own[fv] > 0, fv, dict_link[fv])
+            closure[v] += closure[dict_link[v]]
+        # Out codes: none, one entry inline, or a record.
+        dl = dict_link[v]
+        out_code[v] = np.where(own[v] == 0, out_code[dl], -1)
+        one = (own[v] == 1) & (closure[v] == 1)
+        out_code[v[one]] = own_entries[own_start[v[one]]]
+        rec = v[(own[v] > 0) & (closure[v] > 1)]
+        if len(rec):
+            flat = closure[rec] <= FLAT_MAX
+            # A flat record lists the whole closure: own entries, then the
+            # dict suffix's (itself inline or a flat record, by induction).
+            count = np.where(flat, closure[rec], own[rec])
+            size = 2 + count
+            base = record_base + np.concatenate([[0], np.cumsum(size)[:-1]])
+            block = np.empty(int(size.sum()), np.int32)
+            local = base - record_base
+            block[local] = count
+            block[local + 1] = np.where(flat, -1, out_code[dict_link[rec]])
+            # own entries
+            n_own = own[rec]
+            dst = np.repeat(local + 2, n_own) + _ranges(n_own)
+            block[dst] = own_entries[np.repeat(own_start[rec], n_own) + _ranges(n_own)]
+            # flat records: append the dict suffix's closure
+            fr = rec[flat]
+            d = dict_link[fr]
+            n_tail = closure[d]
+            tail_dst = np.repeat(local[flat] + 2 + own[fr], n_tail) + _ranges(n_tail)
+            dcode = np.repeat(out_code[d], n_tail)
+            from_rec = dcode <= -2
+            flat_records = np.concatenate(records) if records else np.zeros(0, np.int32)
+            src = -2 - dcode[from_rec] + 2 + _ranges(n_tail)[from_rec]
+            block[tail_dst[from_rec]] = flat_records[src]
+            block[tail_dst[~from_rec]] = dcode[~from_rec]
+            records.append(block)
+            out_code[rec] = -2 - base
+            record_base += len(block)
 
-    root_next = np.zeros(n_symbols, np.int32)
-    level1 = np.arange(1, level_ends[1])
-    root_next[symbol[level1]] = level1
-    deep = np.arange(level_ends[1], n_nodes)
+    if record_base >= 2**31 - 2:
+        raise ValueError("output records exceed 2^31 ints")
+    target = np.arange(n_nodes, dtype=np.uint64) | np.where(has_children, HAS_CHILDREN, 0).astype(np.uint64)
+    word = target | ((out_code.astype(np.uint64) & np.uint64(0xFFFFFFFF)) << np.uint64(32))
+    deep = np.arange(first_deep, n_nodes)
     tables = {
-        f"{prefix}_root_next": root_next,
-        f"{prefix}_fail": fail.astype(np.int32),
-        f"{prefix}_dict_link": dict_link.astype(np.int32),
-        f"{prefix}_out_offsets": out_offsets.astype(np.int32),
-        f"{prefix}_out_entries": out_entries,
+        f"{prefix}_n_symbols": np.array(n_symbols, np.int64),
+        f"{prefix}_cfail": cfail.astype(np.int32),
+        f"{prefix}_out_lists": np.concatenate(records) if records else np.zeros(0, np.int32),
+        f"{prefix}_edge_slots": _slot_table(keys, word[deep], layout),
     }
-    tables.update(_hash_table(keys[deep - 1].astype(np.uint64), deep, f"{prefix}_edge"))
-    return tables
+    return tables, word[1:first_deep]
+
+
+def _ranges(counts: np.ndarray) -> np.ndarray:
+    """concatenate([arange(c) for c in counts]), vectorized."""
+    counts = np.asarray(counts, np.int64)
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    ends = np.cumsum(counts)
+    return np.arange(total) - np.repeat(ends - counts, counts)
 
 
 def _empty_automaton(prefix: str) -> dict[str, np.ndarray]:
-    tables = {f"{prefix}_{k}": np.zeros(0, np.int32) for k in ("root_next", "fail", "dict_link", "out_entries")}
-    tables[f"{prefix}_out_offsets"] = np.zeros(1, np.int32)
-    tables.update(_hash_table(np.zeros(0, np.uint64), np.zeros(0, np.int32), f"{prefix}_edge"))
-    return tables
+    return {
+        f"{prefix}_n_symbols": np.array(0, np.int64),
+        f"{prefix}_cfail": np.zeros(0, np.int32),
+        f"{prefix}_out_lists": np.zeros(0, np.int32),
+        f"{prefix}_edge_slots": _slot_table(np.zeros(0, np.uint64), np.zeros(0, np.uint64)),
+    }
 
 
 # -- the two automata ------------------------------------------------------------
 def _token_automaton(entries: pa.Array, ids: np.ndarray) -> dict[str, np.ndarray]:
-    """Entries padded on both sides, as sequences of vocabulary ids.
+    """Entries padded on both sides, as sequences of vocabulary symbols.
 
     " e " occurs in the spaced text exactly when e's tokens (e split on
     single spaces, empty tokens kept) occur as consecutive text tokens.
     """
+    if len(ids) == 0:
+        tables = _empty_automaton("tok")
+        tables["vocab_offsets"] = np.zeros(1, np.int64)
+        tables["vocab_bytes"] = np.zeros(0, np.uint8)
+        tables["vocab_slots"] = _slot_table(np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+        return tables
     data, off = string_buffers(entries.take(pa.array(ids)))
     is_space = data == ord(" ")
     spaces = np.flatnonzero(is_space)
@@ -191,7 +281,7 @@ def _token_automaton(entries: pa.Array, ids: np.ndarray) -> dict[str, np.ndarray
     # spaces and entry ends. Sorted separately, they pair up in order.
     starts = np.sort(np.concatenate([off[:-1], spaces + 1]))
     ends = np.sort(np.concatenate([spaces, off[1:]]))
-    tokens_per_entry = 1 + np.diff(np.concatenate([[0], np.cumsum(is_space)[off[1:] - 1]]))
+    tokens_per_entry = 1 + np.searchsorted(spaces, off[1:]) - np.searchsorted(spaces, off[:-1])
     token_offsets = np.concatenate([[0], np.cumsum(tokens_per_entry)])
 
     # Exact vocabulary by Arrow's hash-based dictionary encoding.
@@ -203,19 +293,31 @@ def _token_automaton(entries: pa.Array, ids: np.ndarray) -> dict[str, np.ndarray
     encoded = tokens.dictionary_encode()
     token_ids = encoded.indices.to_numpy().astype(np.int32)
     vocab_bytes, vocab_off = string_buffers(encoded.dictionary)
-    hashes = _core.hash_slices(vocab_bytes, vocab_off[:-1].copy(), vocab_off[1:].copy())
-    tables = {"vocab_offsets": vocab_off.astype(np.int64), "vocab_bytes": np.ascontiguousarray(vocab_bytes)}
-    tables.update(_hash_table(hashes, np.arange(len(hashes)), "vocab"))
-    tables.update(build_aho_corasick(token_offsets, token_ids, ids, len(hashes), "tok"))
+    vocab_off = vocab_off.astype(np.int64)
+    vocab_bytes = np.ascontiguousarray(vocab_bytes)
+    keys = _core.token_keys(vocab_bytes, vocab_off)
+    tables, root_words = build_aho_corasick(token_offsets, token_ids, ids, len(keys), "tok")
+    tables["vocab_offsets"] = vocab_off
+    tables["vocab_bytes"] = vocab_bytes
+    tables["vocab_slots"] = _slot_table(keys, root_words)
     return tables
 
 
 def _byte_automaton(entries: pa.Array, ids: np.ndarray, left: np.ndarray, right: np.ndarray) -> dict[str, np.ndarray]:
     """Entries with an unpadded end, as padded byte strings."""
+    if len(ids) == 0:
+        tables = _empty_automaton("byte")
+        tables["byte_root"] = np.zeros((256, 2), np.uint64)
+        return tables
     data, off = string_buffers(entries.take(pa.array(ids)))
     lengths = np.diff(off) + left + right
     new_off = np.concatenate([[0], np.cumsum(lengths)])
     padded = np.full(new_off[-1], ord(" "), np.uint8)
     owner = np.repeat(np.arange(len(ids)), np.diff(off))
     padded[np.arange(len(data)) - off[owner] + new_off[owner] + left[owner]] = data
-    return build_aho_corasick(new_off, padded.astype(np.int32), ids, 256, "byte")
+    tables, root_words = build_aho_corasick(new_off, padded, ids, 256, "byte")
+    root = np.empty((256, 2), np.uint64)
+    root[:, 0] = np.arange(256)
+    root[:, 1] = root_words
+    tables["byte_root"] = root
+    return tables

@@ -46,6 +46,11 @@ def match_command(
     typer.echo(f"{len(res)} rows, {int((res.offsets[1:] > res.offsets[:-1]).sum())} matched -> {out}")
 
 
+from .metadata_cli import app as metadata_app  # noqa: E402
+
+app.add_typer(metadata_app, name="metadata", help="Build and inspect metadata entry lists.")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit status 2."""
     try:

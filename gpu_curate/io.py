@@ -1,37 +1,222 @@
-"""Reading pool files and writing outputs atomically."""
+"""Pool files in, shards out.
+
+A pool is one or more files (parquet, jsonl, csv/tsv, txt; each optionally
+.gz), directories or globs. It is cut into partitions: row ranges of at most
+`partition_rows` rows of a parquet file (reading only the row groups that
+overlap), or one whole text-format file (shard big text files, as
+img2dataset does). Each partition is read on its own, so
+memory is bounded by the partition, never by the pool. Outputs are written
+to a temporary name and renamed, so a crash never leaves a shard that looks
+complete.
+"""
 
 from __future__ import annotations
 
+import glob
+import gzip
+import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from .errors import InputError
 
+FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "txt"}
+TXT_COLUMN = "text"  # the one column of a .txt pool (one text per line)
 
-def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
-    """Read one whole pool file (small files and the `match` command)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
+
+def file_format(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    fmt = FORMATS.get(suffixes[-1] if suffixes else "")
+    if fmt is None:
+        raise InputError(f"{path}: unknown pool format (expected {', '.join(sorted(FORMATS))}, optionally .gz)")
+    return fmt
+
+
+def expand_inputs(inputs: list[str | Path]) -> list[Path]:
+    """Files named, found in directories (recursively) or matched by globs, sorted."""
+    files: list[Path] = []
+    for item in inputs:
+        item = str(item)
+        if os.path.isdir(item):
+            found = sorted(p for p in Path(item).rglob("*") if p.is_file() and _is_pool_file(p))
+        elif any(c in item for c in "*?["):
+            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+        elif os.path.isfile(item):
+            found = [Path(item)]
+        else:
+            raise InputError(f"{item}: no such file or directory")
+        if not found:
+            raise InputError(f"{item}: no pool files found")
+        files.extend(found)
+    seen = set()
+    return [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
+
+
+def _is_pool_file(p: Path) -> bool:
     try:
-        return pq.read_table(path, columns=columns)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise InputError(f"{path}: cannot read parquet ({e})") from None
+        file_format(p)
+    except InputError:
+        return False
+    return not p.name.startswith((".", "_"))
 
 
-def write_parquet_atomic(table: pa.Table, path: str | Path) -> None:
-    """Write to a temporary name beside `path`, then rename: readers never see half a file."""
+@dataclass(frozen=True)
+class Partition:
+    """A slice of one pool file; its index names its output shards."""
+
+    index: int
+    path: str
+    name: str  # path relative to the pool's common root: the derived-uid prefix
+    format: str
+    first_row: int  # row number in the file of the partition's first row
+    num_rows: int | None  # parquet only; None: the whole file
+
+    @property
+    def shard(self) -> str:
+        return f"part-{self.index:06d}"
+
+
+def plan_partitions(files: list[Path], partition_rows: int) -> list[Partition]:
+    """Cut the pool into partitions of about `partition_rows` rows."""
+    root = Path(os.path.commonpath([str(f.resolve().parent) for f in files])) if files else Path(".")
+    parts: list[Partition] = []
+    for f in files:
+        fmt = file_format(f)
+        name = str(f.resolve().relative_to(root))
+        if fmt != "parquet":
+            parts.append(Partition(len(parts), str(f), name, fmt, 0, None))
+            continue
+        try:
+            total = pq.ParquetFile(f).metadata.num_rows
+        except (pa.ArrowInvalid, OSError) as e:
+            raise InputError(f"{f}: not a readable parquet file ({_one_line(e)})") from None
+        for first in range(0, max(total, 1), partition_rows):
+            parts.append(Partition(len(parts), str(f), name, fmt, first, min(partition_rows, total - first)))
+    return parts
+
+
+def read_partition(part: Partition, columns: list[str] | None, text_column: str) -> pa.Table:
+    """The partition's rows; `columns` None means all. The text column of
+    text formats is read as binary so invalid UTF-8 can be counted, not fatal."""
+    path = Path(part.path)
+    try:
+        if part.format == "parquet":
+            return _read_parquet_rows(path, part.first_row, part.num_rows, columns)
+        if part.format == "txt":
+            table = pa.table({TXT_COLUMN: _read_lines(path)})
+        elif part.format == "jsonl":
+            table = pajson.read_json(path)
+        else:
+            table = _read_delimited(path, part.format, text_column)
+    except InputError:
+        raise
+    except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"{path}: cannot read {part.format} ({_one_line(e)})") from None
+    _check_columns(path, table.column_names, columns)
+    return table.select(columns) if columns is not None else table
+
+
+def _read_parquet_rows(path: Path, first: int, num: int | None, columns: list[str] | None) -> pa.Table:
+    f = pq.ParquetFile(path)
+    _check_columns(path, f.schema_arrow.names, columns)
+    meta = f.metadata
+    num = meta.num_rows - first if num is None else num
+    groups, start, group_first = [], 0, None
+    for g in range(meta.num_row_groups):
+        n = meta.row_group(g).num_rows
+        if start < first + num and start + n > first:
+            groups.append(g)
+            group_first = start if group_first is None else group_first
+        start += n
+    if not groups:
+        return f.schema_arrow.empty_table().select(columns) if columns else f.schema_arrow.empty_table()
+    return f.read_row_groups(groups, columns=columns).slice(first - group_first, num)
+
+
+def _one_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _check_columns(path: Path, have: list[str], want: list[str] | None) -> None:
+    missing = [c for c in want or [] if c not in have]
+    if missing:
+        raise InputError(f"{path}: no column {missing[0]!r} (columns: {', '.join(have)})")
+
+
+def _open(path: Path):
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
+
+
+def _read_lines(path: Path) -> pa.Array:
+    with _open(path) as f:
+        lines = f.read().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return pa.array([ln[:-1] if ln.endswith(b"\r") else ln for ln in lines], type=pa.large_binary())
+
+
+def _read_delimited(path: Path, fmt: str, text_column: str) -> pa.Table:
+    """CSV with a header row; TSV with a header row, or headerless as
+    `text<TAB>url<TAB>...` when its first row does not name `text_column`
+    (CC3M's layout)."""
+    delimiter = "\t" if fmt == "tsv" else ","
+    parse = pacsv.ParseOptions(delimiter=delimiter, quote_char=False if fmt == "tsv" else '"', newlines_in_values=fmt == "csv")
+    with _open(path) as f:
+        head = f.readline().rstrip(b"\r\n").split(delimiter.encode())
+    names = [h.decode("utf-8", "replace") for h in head]
+    read = pacsv.ReadOptions(block_size=1 << 26)
+    if fmt == "tsv" and text_column not in names:
+        names = [text_column, "url"] + [f"column_{i}" for i in range(2, len(head))]
+        read = pacsv.ReadOptions(column_names=names[: len(head)], block_size=1 << 26)
+    convert = pacsv.ConvertOptions(column_types={text_column: pa.large_binary()}, strings_can_be_null=False)
+    return pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+
+
+def read_table(path: str | Path, columns: list[str] | None = None, text_column: str = TXT_COLUMN) -> pa.Table:
+    """Read one whole pool file (the `match` command)."""
     path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    fmt = file_format(path)
+    return read_partition(Partition(0, str(path), path.name, fmt, 0, None), columns, text_column)
+
+
+# -- writing ------------------------------------------------------------------------
+def _atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        pq.write_table(table, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_parquet_atomic(table: pa.Table, path: str | Path) -> None:
+    """Write to a temporary name beside `path`, then rename: readers never see half a file."""
+    _atomic(Path(path), lambda tmp: pq.write_table(table, tmp))
+
+
+def write_json_atomic(obj, path: str | Path) -> None:
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, sort_keys=True)
+            f.write("\n")
+
+    _atomic(Path(path), write)
+
+
+def read_json(path: str | Path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

@@ -28,30 +28,40 @@ GC_HD uint64_t mix64(uint64_t z) {
 }
 
 // 64-bit hash of a byte string: FNV-1a, then mixed with the length.
-// Used for vocabulary look-ups and for string uids; documented in README.
+// The hash of string uids (sample.cuh); documented in README. Vocabulary
+// look-ups use token_key below instead.
 GC_HD uint64_t hash_bytes(const uint8_t* p, int64_t n) {
   uint64_t h = 0xcbf29ce484222325ULL;
   for (int64_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
   return mix64(h ^ (uint64_t)n);
 }
 
-// Open-addressing hash table with linear probing, stored as two flat arrays
-// (keys, vals; vals == -1 marks an empty slot). Several slots may hold the
-// same key (vocabulary hash collisions); callers that need exactness verify
-// the value and keep probing.
-struct HashTable {
-  const uint64_t* keys;
-  const int32_t* vals;
-  uint64_t mask;  // number of slots - 1 (a power of two)
-};
-
+// Slot of an open-addressing table keyed by a 64-bit key (linear probing
+// from slot_of(key)). The build side (gpu_curate._core.build_table) places
+// keys exactly as the probes below expect.
 GC_HD uint64_t slot_of(uint64_t key, uint64_t mask) { return mix64(key) & mask; }
 
-GC_HD int32_t table_find(const HashTable& t, uint64_t key) {
-  for (uint64_t s = slot_of(key, t.mask);; s = (s + 1) & t.mask) {
-    int32_t v = t.vals[s];
-    if (v < 0 || t.keys[s] == key) return v;
-  }
+// Little-endian 64-bit word of bytes p[0..n), n <= 8, zero-padded.
+GC_HD uint64_t load_word(const uint8_t* p, int64_t n) {
+  uint64_t w = 0;
+  for (int64_t i = 0; i < n; ++i) w |= (uint64_t)p[i] << (8 * i);
+  return w;
+}
+
+// Vocabulary key of a token. Tokens of fewer than 8 bytes are their own key
+// (bytes + length, injective), so a key match is a token match and needs no
+// byte comparison; longer tokens get a hash with the top bit set, which no
+// short key has, and a hit must be verified.
+GC_HD uint64_t token_key_long(const uint8_t* p, int64_t n) {
+  uint64_t h = (uint64_t)n * 0x9e3779b97f4a7c15ULL;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) h = ((h ^ load_word(p + i, 8)) * 0xbf58476d1ce4e5b9ULL) ^ (h >> 29);
+  if (i < n) h = ((h ^ load_word(p + i, n - i)) * 0xbf58476d1ce4e5b9ULL) ^ (h >> 29);
+  return mix64(h) | (1ULL << 63);
+}
+
+GC_HD uint64_t token_key(const uint8_t* p, int64_t n) {
+  return n < 8 ? load_word(p, n) | ((uint64_t)n << 56) : token_key_long(p, n);
 }
 
 }  // namespace gc
