@@ -1,0 +1,255 @@
+"""The curation run: same kept set for any partitioning, cluster, row order or
+crash; counts and per-file totals right; sampling statistically right."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import gpu_curate as gc
+from gpu_curate import demo_data
+from gpu_curate.pipeline import CurateConfig, balance, curate, datacomp_uids
+
+T = 5  # small: the demo pool is small, and sampling must bite
+
+
+def make_pool(path, n_files=1, shuffle_seed=None, rows=None):
+    """The bundled demo pool with an explicit `uid` column, optionally shuffled and split."""
+    table = pq.read_table(demo_data.POOL)
+    table = table.append_column("uid", pa.array([f"u{i:05d}" for i in range(table.num_rows)]))
+    if rows is not None:
+        table = table.slice(0, rows)
+    if shuffle_seed is not None:
+        table = table.take(pa.array(np.random.default_rng(shuffle_seed).permutation(table.num_rows)))
+    path.mkdir(parents=True, exist_ok=True)
+    bounds = np.linspace(0, table.num_rows, n_files + 1).astype(int)
+    for k in range(n_files):
+        pq.write_table(table.slice(bounds[k], bounds[k + 1] - bounds[k]), path / f"shard-{k:03d}.parquet", row_group_size=500)
+    return path
+
+
+def run(pool, out, client=None, **kw):
+    kw = {"metadata": str(demo_data.METADATA), "text_column": "TEXT", "t": T, "seed": 7, **kw}
+    cfg = CurateConfig(inputs=(str(pool),), out=str(out), **kw)
+    return curate(cfg, client=client, progress=False)
+
+
+def kept(out) -> pa.Table:
+    return pq.read_table(out / "kept").sort_by("uid")
+
+
+def counts(out) -> np.ndarray:
+    return pq.read_table(out / "entry_counts.parquet").column("count").to_numpy()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One partition, in process: what every other way of running must reproduce."""
+    base = tmp_path_factory.mktemp("reference")
+    pool = make_pool(base / "pool")
+    summary = run(pool, base / "out", partition_rows=1_000_000)
+    return summary, kept(base / "out"), counts(base / "out")
+
+
+def test_reference_is_nontrivial(reference):
+    summary, kept_rows, _ = reference
+    assert summary["rows_in"] == 3000 and 0 < summary["rows_kept"] < summary["rows_matched"] < 3000
+    assert kept_rows.num_rows == summary["rows_kept"]
+    assert set(kept_rows.column_names) == {"URL", "TEXT", "uid"}
+
+
+@pytest.mark.parametrize("partition_rows, n_files", [(1, 1), (333, 1), (500, 4), (100_000, 7)])
+def test_partitioning_does_not_change_the_result(tmp_path, reference, partition_rows, n_files):
+    if partition_rows == 1:
+        pool = make_pool(tmp_path / "pool", rows=300)  # one row per partition: small pool
+        one = run(make_pool(tmp_path / "pool1", rows=300), tmp_path / "one", partition_rows=10**6)
+        many = run(pool, tmp_path / "many", partition_rows=1)
+        assert kept(tmp_path / "many").equals(kept(tmp_path / "one"))
+        assert many["rows_kept"] == one["rows_kept"]
+        return
+    pool = make_pool(tmp_path / "pool", n_files=n_files)
+    summary = run(pool, tmp_path / "out", partition_rows=partition_rows)
+    assert kept(tmp_path / "out").equals(reference[1])
+    assert np.array_equal(counts(tmp_path / "out"), reference[2])
+    assert summary["rows_kept"] == reference[0]["rows_kept"]
+
+
+def test_shuffled_rows_give_the_same_kept_set(tmp_path, reference):
+    run(make_pool(tmp_path / "pool", n_files=3, shuffle_seed=1), tmp_path / "out", partition_rows=700)
+    assert kept(tmp_path / "out").equals(reference[1])
+    assert np.array_equal(counts(tmp_path / "out"), reference[2])
+
+
+def test_two_worker_cluster_equals_in_process(tmp_path, reference):
+    distributed = pytest.importorskip("distributed")
+    pool = make_pool(tmp_path / "pool", n_files=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            run(pool, tmp_path / "out", client=client, partition_rows=400)
+    assert kept(tmp_path / "out").equals(reference[1])
+    assert np.array_equal(counts(tmp_path / "out"), reference[2])
+
+
+def test_counts_equal_the_match_sets(reference):
+    """entry_counts = rows per entry of the (oracle-tested) match sets."""
+    texts = pq.read_table(demo_data.POOL).column("TEXT")
+    res = gc.match(texts, gc.Metadata.load(demo_data.METADATA))
+    assert np.array_equal(reference[2], res.counts(len(reference[2])))
+    assert reference[0]["pairs_matched"] == len(res.entry_ids)
+
+
+def test_rows_in_equals_kept_plus_dropped_per_file(tmp_path):
+    pool = make_pool(tmp_path / "pool", n_files=3)
+    summary = run(pool, tmp_path / "out", partition_rows=400)
+    for f in sorted(pool.iterdir()):
+        stats = summary["files"][f.name]
+        kept_rows = sum(pq.read_table(s).num_rows for s in (tmp_path / "out" / "kept").glob("part-*.parquet") if _file_of(s, tmp_path / "out") == f.name)
+        assert stats["rows_in"] == pq.ParquetFile(f).metadata.num_rows
+        assert stats["rows_kept"] == kept_rows
+        assert stats["rows_in"] == stats["rows_kept"] + stats["rows_dropped"]
+    assert summary["rows_kept"] == sum(s["rows_kept"] for s in summary["files"].values())
+
+
+def _file_of(shard, out):
+    return json.loads((shard.parent / f"_{shard.stem}.json").read_text())["file"]
+
+
+def test_derived_uids_name_file_and_row(tmp_path):
+    pool = tmp_path / "pool.parquet"
+    pq.write_table(pq.read_table(demo_data.POOL), pool)
+    run(pool, tmp_path / "out", partition_rows=1000)
+    table = kept(tmp_path / "out")
+    texts = pq.read_table(pool).column("TEXT").to_pylist()
+    for uid, text in zip(table.column("uid").to_pylist()[:50], table.column("TEXT").to_pylist()[:50]):
+        name, row = uid.rsplit(":", 1)
+        assert name == "pool.parquet" and texts[int(row)] == text
+
+
+def test_resume_after_kill_loses_nothing(tmp_path, reference):
+    pool = make_pool(tmp_path / "pool", n_files=2)
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable, "-c", "from gpu_curate.cli import main; main()", "curate", str(pool),
+        "--metadata", str(demo_data.METADATA), "--text-column", "TEXT", "--t", str(T), "--seed", "7",
+        "--out", str(out), "--partition-size", "10", "--in-process", "--quiet",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while len(list((out / "matches").glob("_part-*.json"))) < 20 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (out / "summary.json").exists()
+    done = len(list((out / "matches").glob("_part-*.json")))
+    assert 0 < done < 300
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert kept(out).equals(reference[1])
+    assert np.array_equal(counts(out), reference[2])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows_in"] == 3000 and summary["rows_kept"] == reference[0]["rows_kept"]
+
+
+def test_rerun_of_a_finished_run_changes_nothing(tmp_path):
+    pool = make_pool(tmp_path / "pool")
+    run(pool, tmp_path / "out", partition_rows=1000)
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("part-*.parquet")}
+    run(pool, tmp_path / "out", partition_rows=1000)
+    assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("part-*.parquet")}
+
+
+def test_a_different_run_in_the_same_out_is_refused(tmp_path):
+    pool = make_pool(tmp_path / "pool")
+    run(pool, tmp_path / "out", partition_rows=1000)
+    with pytest.raises(gc.InputError, match="different run"):
+        run(pool, tmp_path / "out", partition_rows=500)
+
+
+def test_balance_alone_equals_a_fresh_run(tmp_path):
+    pool = make_pool(tmp_path / "pool")
+    run(pool, tmp_path / "a", partition_rows=1000, t=T, seed=7)
+    run(pool, tmp_path / "b", partition_rows=1000, t=2, seed=3)
+    summary = balance(tmp_path / "a", t=2, seed=3, progress=False)
+    assert kept(tmp_path / "a").equals(kept(tmp_path / "b"))
+    assert summary["t"] == 2 and summary["seed"] == 3
+    assert summary["rows_kept"] == json.loads((tmp_path / "b" / "summary.json").read_text())["rows_kept"]
+
+
+# -- statistics -----------------------------------------------------------------------
+def _binomial_two_sided_p(k: int, n: int, p: float) -> float:
+    """P(|X - np| >= |k - np|) for X ~ Binomial(n, p), exactly, in log space."""
+    def log_pmf(j):
+        return math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1) + j * math.log(p) + (n - j) * math.log1p(-p)
+
+    d = abs(k - n * p)
+    return min(1.0, sum(math.exp(log_pmf(j)) for j in range(n + 1) if abs(j - n * p) >= d - 1e-9))
+
+
+def test_kept_counts_follow_the_binomial(tmp_path):
+    """Texts matching one entry each: kept count of entry i ~ Binomial(count_i, t/count_i).
+    Each of the 12 entries is tested at level 1e-4: the chance that a correct
+    sampler fails this test for a random seed is at most 12e-4 (union bound);
+    the seed is fixed, so the test is deterministic."""
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(60, 2000, 12)
+    texts = [f"entry{k}" for k, n in enumerate(sizes) for _ in range(n)]
+    pool = tmp_path / "pool.parquet"
+    pq.write_table(pa.table({"text": texts, "uid": [f"row-{i}" for i in range(len(texts))]}), pool)
+    metadata = tmp_path / "md.txt"
+    metadata.write_text("\n".join(f"entry{k}" for k in range(12)) + "\n")
+    t = 50
+    curate(CurateConfig(inputs=(str(pool),), metadata=str(metadata), out=str(tmp_path / "out"), t=t, seed=2024, partition_rows=5000), progress=False)
+    kept_texts = pq.read_table(tmp_path / "out" / "kept").column("text").to_pylist()
+    for k, n in enumerate(sizes):
+        got = kept_texts.count(f"entry{k}")
+        assert _binomial_two_sided_p(got, int(n), t / n) > 1e-4, (k, got, n)
+    total_p = _binomial_two_sided_p(len(kept_texts), int(sizes.sum()), 12 * t / sizes.sum())  # sanity, loose
+    assert total_p > 1e-6
+
+
+def test_multi_entry_rows_keep_with_one_minus_product(tmp_path):
+    """P(keep) = 1 - (1 - p1)(1 - p2) for a text matching two entries."""
+    n = 4000
+    texts = ["apple pie"] * n + ["apple"] * n + ["pie"] * n
+    pool = tmp_path / "pool.parquet"
+    pq.write_table(pa.table({"text": texts, "uid": [str(i) for i in range(3 * n)]}), pool)
+    metadata = tmp_path / "md.txt"
+    metadata.write_text("apple\npie\n")
+    curate(CurateConfig(inputs=(str(pool),), metadata=str(metadata), out=str(tmp_path / "out"), t=2000, seed=5), progress=False)
+    kept_texts = pq.read_table(tmp_path / "out" / "kept").column("text").to_pylist()
+    p = 2000 / (2 * n)  # both entries have count 2n
+    assert _binomial_two_sided_p(kept_texts.count("apple pie"), n, 1 - (1 - p) ** 2) > 1e-4
+    assert _binomial_two_sided_p(kept_texts.count("apple"), n, p) > 1e-4
+
+
+# -- DataComp ------------------------------------------------------------------------
+def test_datacomp_subset_is_sorted_128_bit_uids(tmp_path):
+    rng = np.random.default_rng(3)
+    uids = [f"{x:032x}" for x in rng.integers(0, 2**63, 400).tolist()]
+    uids[0] = "f" * 32
+    pool = tmp_path / "pool.parquet"
+    pq.write_table(pa.table({"text": ["a dog"] * 400, "uid": uids}), pool)
+    metadata = tmp_path / "md.txt"
+    metadata.write_text("dog\n")
+    subset = tmp_path / "subset.npy"
+    curate(CurateConfig(inputs=(str(pool),), metadata=str(metadata), out=str(tmp_path / "out"), t=100, datacomp_subset=str(subset)), progress=False)
+    got = np.load(subset)
+    kept_uids = pq.read_table(tmp_path / "out" / "kept").column("uid").to_pylist()
+    assert got.dtype == np.dtype("u8,u8") and len(got) == len(kept_uids)
+    assert got.tolist() == sorted(got.tolist())
+    assert sorted(f"{a:016x}{b:016x}" for a, b in got.tolist()) == sorted(kept_uids)
+
+
+def test_datacomp_subset_rejects_other_uids():
+    with pytest.raises(gc.InputError, match="32 hex digits"):
+        datacomp_uids(["pool.parquet:17"])
