@@ -176,7 +176,7 @@ def match_partition(part: Partition, cfg: CurateConfig) -> tuple[dict, np.ndarra
     marker, shard = lay.marker("matches", part), lay.shard("matches", part)
     if marker.exists():  # done before: recount from the shard
         ids = pq.read_table(shard, columns=["matched_entry_ids"]).column(0).combine_chunks().values
-        return read_json(marker), *sparse_counts(ids.to_numpy())
+        return read_json(marker), *sparse_counts(ids.to_numpy(), load_cached(cfg.metadata_ref).n_entries)
     columns, id_column = _pool_columns(cfg, part)
     table = read_partition(part, columns, cfg.text_column)
     texts, n_invalid = _checked_texts(table, part, cfg)
@@ -211,7 +211,7 @@ def match_partition(part: Partition, cfg: CurateConfig) -> tuple[dict, np.ndarra
         "languages": _lang_stats(langs, rows_in=np.ones(table.num_rows, bool), rows_matched=matched),
     }
     write_json_atomic(stats, marker)  # last: marks the partition complete
-    return stats, *sparse_counts(res.entry_ids)
+    return stats, *sparse_counts(res.entry_ids, load_cached(cfg.metadata_ref).n_entries)
 
 
 # -- pass 2: sample from the match index, write the kept rows ------------------------

@@ -12,6 +12,7 @@ automaton is the plain one of match.py.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -44,6 +45,7 @@ class MetadataSet:
         self.bases = dict(zip(self.lists, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()))
         self.n_entries = int(sum(sizes))
         self._automata: dict[str | None, Automaton] = {}
+        self._lock = threading.Lock()
 
     @property
     def worldwide(self) -> bool:
@@ -85,9 +87,10 @@ class MetadataSet:
         return cls({None: Metadata.load(path, ref.padding or "metaclip1", ref.column)})
 
     def automaton(self, lang: str | None) -> Automaton:
-        if lang not in self._automata:
-            self._automata[lang] = Automaton.for_metadata(self.lists[lang])
-        return self._automata[lang]
+        with self._lock:  # built (or loaded from the disk cache) once per process
+            if lang not in self._automata:
+                self._automata[lang] = Automaton.for_metadata(self.lists[lang])
+            return self._automata[lang]
 
     def entry_table(self) -> pa.Table:
         """entry_id, entry (and lang) for every entry, in id order."""
@@ -146,7 +149,16 @@ def _has_lang_column(path: Path) -> bool:
         return False
 
 
-@lru_cache(maxsize=4)
+_LOAD_LOCK = threading.Lock()
+
+
 def load_cached(ref: MetadataRef) -> MetadataSet:
-    """One MetadataSet per worker process, reused across its partitions."""
+    """One MetadataSet per worker process, reused across its partitions (the
+    lock: a worker's threads start their first partitions together)."""
+    with _LOAD_LOCK:
+        return _load(ref)
+
+
+@lru_cache(maxsize=4)
+def _load(ref: MetadataRef) -> MetadataSet:
     return MetadataSet.load(ref)

@@ -253,3 +253,15 @@ def test_datacomp_subset_is_sorted_128_bit_uids(tmp_path):
 def test_datacomp_subset_rejects_other_uids():
     with pytest.raises(gc.InputError, match="32 hex digits"):
         datacomp_uids(["pool.parquet:17"])
+
+
+@pytest.mark.gpu
+def test_gpu_run_keeps_the_same_rows_as_cpu(tmp_path, reference):
+    """--device gpu: the walk and the keep decision on the GPU, bit for bit."""
+    from gpu_curate import gpu_engine
+
+    if not gpu_engine.available():
+        pytest.skip("no GPU engine here: " + ", ".join(gpu_engine.missing()))
+    run(make_pool(tmp_path / "pool", n_files=2), tmp_path / "out", partition_rows=700, device="gpu")
+    assert kept(tmp_path / "out").equals(reference[1])
+    assert np.array_equal(counts(tmp_path / "out"), reference[2])
