@@ -144,6 +144,9 @@ def stats_command(
     examples: int = typer.Option(5, "--examples", help="How many examples to show per finding."),
     column: str = typer.Option("entry", "--column", help="Parquet column holding the entries."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per list instead of tables."),
+    pool: Optional[list[str]] = typer.Option(None, "--pool", help="Also match these pool files (repeatable) and report what the entries hit."),
+    text_column: str = typer.Option("text", "--text-column", help="The pool's text column (with --pool)."),
+    padding: str = typer.Option("metaclip1", "--padding", help="Padding rule for --pool matching: metaclip1 or worldwide."),
 ) -> None:
     """Entries, lengths, multi-word share, duplicates, and entries that can never match."""
     from rich.console import Console
@@ -160,6 +163,43 @@ def stats_command(
             typer.echo(json.dumps(stats.to_dict(), ensure_ascii=False))
         else:
             _print_stats(console, stats)
+        if pool:
+            hits = pool_hits(f, pool, text_column, padding, column, examples)
+            typer.echo(json.dumps(hits, ensure_ascii=False) if as_json else _format_hits(hits))
+
+
+def pool_hits(metadata: Path, pool: list[str], text_column: str, padding: str, column: str, top: int) -> dict:
+    """How a pool meets the list: rows matched, entries hit, the most matched entries."""
+    import numpy as np
+
+    from .io import expand_inputs, plan_partitions, read_partition
+    from .match import match
+    from .metadata import Metadata
+
+    md = Metadata.load(metadata, padding=padding, column=column)
+    counts, rows, matched = np.zeros(len(md), np.uint64), 0, 0
+    for part in plan_partitions(expand_inputs(pool), 100_000):  # one partition in memory at a time
+        res = match(read_partition(part, None, text_column).column(text_column), md)
+        counts += res.counts(len(md)).astype(np.uint64)
+        rows += len(res)
+        matched += int((np.diff(res.offsets) > 0).sum())
+    order = np.argsort(-counts.astype(np.int64), kind="stable")[:top]
+    return {
+        "pool_rows": rows,
+        "rows_matched": matched,
+        "entries_hit": int((counts > 0).sum()),
+        "entries": len(md),
+        "top": [[md[int(i)], int(counts[i])] for i in order if counts[i]],
+    }
+
+
+def _format_hits(h: dict) -> str:
+    share = h["rows_matched"] / h["pool_rows"] if h["pool_rows"] else 0.0
+    return (
+        f"  pool: {h['rows_matched']:,} of {h['pool_rows']:,} rows matched ({share:.1%}); "
+        f"{h['entries_hit']:,} of {h['entries']:,} entries hit ({h['entries_hit'] / max(h['entries'], 1):.1%})\n"
+        "  most matched: " + ", ".join(f"{e!r} {n:,}" for e, n in h["top"])
+    )
 
 
 def _print_stats(console, s) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path

@@ -113,15 +113,16 @@ class MetadataSet:
         langs = langs.combine_chunks() if isinstance(langs, pa.ChunkedArray) else langs
         texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
         n = len(texts)
-        list_of_row = np.array(
-            [lang if lang in self.lists else (OTHER if OTHER in self.lists else None) for lang in langs.to_pylist()],
-            dtype=object,
-        )
-        no_list = int(sum(x is None for x in list_of_row))
+        names = list(self.lists)
+        # The list each row is matched against: its language's, else `other`'s, else none (-1).
+        list_of_row = pc.index_in(langs.cast(pa.string()), value_set=pa.array(names, pa.string()))
+        fallback = names.index(OTHER) if OTHER in self.lists else -1
+        list_of_row = pc.fill_null(list_of_row, fallback).to_numpy(zero_copy_only=False)
+        no_list = int((list_of_row < 0).sum())
         counts = np.zeros(n, np.int64)
         pieces = []  # (row indices, result) per language
-        for lang in self.lists:
-            rows = np.flatnonzero(list_of_row == lang)
+        for k, lang in enumerate(names):
+            rows = np.flatnonzero(list_of_row == k)
             if len(rows):
                 res = match(texts.take(pa.array(rows)), self.automaton(lang), device, threads)
                 counts[rows] = np.diff(res.offsets)

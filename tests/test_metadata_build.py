@@ -6,12 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import shared
 from oracle import spaced
 from typer.testing import CliRunner
 
+import gpu_curate as gc
 from gpu_curate import metadata_build as mb
 from gpu_curate.cli import app
 from gpu_curate.errors import CurateError, MetadataError
@@ -265,3 +268,18 @@ def test_wordnet_heads_equal_the_reference_set():
     assert "wienerwurst" in entries[len(reference) :]  # a lemma that heads no synset
     if isinstance(root, Path):
         assert (root / "lexnames").exists() == had_lexnames  # nothing written into the data directory
+
+
+def test_stats_with_a_pool_reports_what_the_entries_hit(tmp_path):
+    from gpu_curate import demo_data
+
+    res = runner.invoke(app, ["metadata", "stats", str(demo_data.METADATA), "--pool", str(demo_data.POOL), "--text-column", "TEXT", "--json", "--examples", "3"])
+    assert res.exit_code == 0, res.output
+    hits = json.loads(res.output.strip().splitlines()[-1])
+    texts = pq.read_table(demo_data.POOL).column("TEXT")
+    md = gc.Metadata.load(demo_data.METADATA)
+    expected = gc.match(texts, md)
+    counts = expected.counts(len(md))
+    assert hits["pool_rows"] == 3000 and hits["rows_matched"] == int((np.diff(expected.offsets) > 0).sum())
+    assert hits["entries_hit"] == int((counts > 0).sum())
+    assert [n for _, n in hits["top"]] == sorted(counts.tolist(), reverse=True)[:3]

@@ -3,7 +3,6 @@ crash; counts and per-file totals right; sampling statistically right."""
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
