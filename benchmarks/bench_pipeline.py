@@ -19,8 +19,9 @@ columns `text` and `url`, under benchmarks/out/. Both flows read that pool.
   ids), one process on one core, reading the same parquet batch by batch and
   keeping the match results as compact arrays (MetaCLIP keeps them in
   per-shard files). It writes no output: its times flatter it.
-The kept counts of the two flows are printed side by side: they differ by
-sampling noise only (MetaCLIP's sampling is not a hash of the uid).
+The benchmark checks itself: the entry counts of both flows must be equal
+(exit 1 otherwise). Their kept counts differ by sampling noise only
+(MetaCLIP's sampling is not a hash of the uid).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from bench_match import aho_automaton, metaclip_spacing  # noqa: E402
+from bench_match import aho_automaton, duplicate_ids, metaclip_spacing  # noqa: E402
 
 import gpu_curate as gc  # noqa: E402
 
@@ -122,7 +123,10 @@ def run_reference(pool: Path, md: gc.Metadata, t: float, seed: int) -> dict:
     kept = sum(1 for row in ids if any(rnd.random() < p[i] for i in row))
     seconds = time.perf_counter() - start
     python_gc.enable()
-    return {"seconds": seconds, "rows_in": len(lengths), "rows_kept": kept, "peak_rss_gib": psutil.Process().memory_info().rss / 2**30}
+    for first, others in duplicate_ids(md).items():  # the automaton holds a duplicated entry once
+        count[others] = count[first]
+    return {"seconds": seconds, "rows_in": len(lengths), "rows_kept": kept, "counts": count,
+            "peak_rss_gib": psutil.Process().memory_info().rss / 2**30}
 
 
 def main(argv=None) -> int:
@@ -153,10 +157,14 @@ def main(argv=None) -> int:
     if not args.no_reference:
         pool = build_pool(args.rows, args.seed, where)
         ref = run_reference(pool, gc.Metadata.load(args.metadata), args.t, args.seed)
+        counts = pq.read_table(where / f"curated_{args.rows}" / "entry_counts.parquet").column("count").to_numpy()
+        if not np.array_equal(counts, ref.pop("counts")):  # the benchmark checks its own answers
+            print("gpu_curate's entry counts differ from the reference flow's", file=sys.stderr)
+            return 1
         record["runs"]["reference"] = ref
         ours = record["runs"][f"gpu_curate_{args.rows}"]
         print(f"reference   {args.rows:>11,} rows  {ref['seconds']:7.1f} s  {args.rows / ref['seconds']:>10,.0f} rows/s  "
-              f"(1 core)  RSS at end {ref['peak_rss_gib']:.2f} GiB  kept {ref['rows_kept']:,}")
+              f"(1 core)  RSS at end {ref['peak_rss_gib']:.2f} GiB  kept {ref['rows_kept']:,}  (entry counts: identical)")
         ratio = ref["seconds"] / ours["seconds"]
         print(f"end to end: gpu_curate is {ratio:.1f}x the reference flow, {ratio / cores:.1f}x per core ({cores} cores vs 1)")
         record["ratio"], record["ratio_per_core"] = ratio, ratio / cores

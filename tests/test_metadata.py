@@ -39,22 +39,20 @@ def test_text_errors_name_the_line(tmp_path, content, message):
         gc.Metadata.load(path)
 
 
-def test_json_errors(tmp_path):
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('["a", ""]', "entry 1: empty entry"),
+        ('{"a": 1}', "expected a JSON list"),
+        ('["a", 3]', "entry 1: expected a string"),
+        ('["a", "\\ud800"]', "entry 1: not valid UTF-8"),
+        ('["a",', "line 1: not valid JSON"),
+    ],
+)
+def test_json_errors(tmp_path, text, message):
     path = tmp_path / "m.json"
-    path.write_text('["a", ""]')
-    with pytest.raises(gc.MetadataError, match="entry 1: empty entry"):
-        gc.Metadata.load(path)
-    path.write_text('{"a": 1}')
-    with pytest.raises(gc.MetadataError, match="expected a JSON list"):
-        gc.Metadata.load(path)
-    path.write_text('["a", 3]')
-    with pytest.raises(gc.MetadataError, match="entry 1: expected a string"):
-        gc.Metadata.load(path)
-    path.write_text('["a", "\\ud800"]')
-    with pytest.raises(gc.MetadataError, match="entry 1: not valid UTF-8"):
-        gc.Metadata.load(path)
-    path.write_text('["a",')
-    with pytest.raises(gc.MetadataError, match="line 1: not valid JSON"):
+    path.write_text(text)
+    with pytest.raises(gc.MetadataError, match=message):
         gc.Metadata.load(path)
 
 

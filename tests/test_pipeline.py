@@ -264,3 +264,19 @@ def test_gpu_run_keeps_the_same_rows_as_cpu(tmp_path, reference):
     run(make_pool(tmp_path / "pool", n_files=2), tmp_path / "out", partition_rows=700, device="gpu")
     assert kept(tmp_path / "out").equals(reference[1])
     assert np.array_equal(counts(tmp_path / "out"), reference[2])
+
+
+def test_cli_on_an_existing_scheduler(tmp_path, reference):
+    """--scheduler-address: the run goes to a cluster someone else started."""
+    distributed = pytest.importorskip("distributed")
+    pool = make_pool(tmp_path / "pool", n_files=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        res = subprocess.run(
+            [sys.executable, "-c", "from gpu_curate.cli import main; main()", "curate", str(pool),
+             "--metadata", str(demo_data.METADATA), "--text-column", "TEXT", "--t", str(T), "--seed", "7",
+             "--out", str(tmp_path / "out"), "--scheduler-address", cluster.scheduler_address, "--quiet"],
+            capture_output=True, text=True,
+        )
+    assert res.returncode == 0, res.stderr
+    assert "rows kept" in res.stdout
+    assert kept(tmp_path / "out").equals(reference[1])
