@@ -88,6 +88,7 @@ def curate_command(
     text_column: str = typer.Option("text", "--text-column", help="Column holding the alt-text."),
     id_column: str = typer.Option("auto", "--id-column", help="Column with a stable id; auto: `uid` if the pool has it, else <file>:<row>."),
     lang_column: Optional[str] = typer.Option(None, "--lang-column", help="Column with the language code (per-language metadata)."),
+    image_column: Optional[str] = typer.Option(None, "--image-column", help="Column identifying the image (url, hash): of several matched texts of one image, one is chosen by the sampling hash before sampling."),
     columns: Optional[str] = typer.Option(None, "--columns", help="Comma-separated columns to keep in kept/ (default: all)."),
     padding: Optional[str] = typer.Option(None, "--padding", help="metaclip1 or worldwide (default: worldwide for per-language metadata)."),
     partition_size: str = typer.Option("100000", "--partition-size", help="Rows per partition, or bytes such as 256MB."),
@@ -111,6 +112,7 @@ def curate_command(
         lang_column=lang_column, columns=_split(columns), padding=padding, t=t, t_en=t_en, seed=seed,
         partition_rows=_partition_rows(partition_size, pool), device=device, strict_utf8=strict_utf8,
         keep_matched_ids=keep_matched_ids, datacomp_subset=str(datacomp_subset) if datacomp_subset else None,
+        image_column=image_column,
     )
     with _client(cfg.device, in_process, workers, threads_per_worker, memory_limit, scheduler_address, rmm_pool_size, protocol) as client:
         curate(cfg, client=client, progress=not quiet, log=typer.echo)

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import __version__
+from . import __version__, _core
 from .balance import entry_probabilities, keep_mask, uid_keys, worldwide_probabilities, worldwide_thresholds
 from .count import CountAccumulator, sparse_counts
 from .errors import InputError
@@ -59,6 +59,7 @@ class CurateConfig:
     strict_utf8: bool = False
     keep_matched_ids: bool = False  # also write matched_entry_ids into kept/
     datacomp_subset: str | None = None
+    image_column: str | None = None  # several texts per image: keep one per image (SPEC section 7)
     threads: int = 1  # walk threads per task; parallelism comes from Dask
 
     def pass1_identity(self, files: list[Path]) -> dict:
@@ -71,6 +72,7 @@ class CurateConfig:
             "lang_column": self.lang_column,
             "padding": load_cached(self.metadata_ref).padding,
             "partition_rows": self.partition_rows,
+            "image_column": self.image_column,
         }
 
     @property
@@ -104,25 +106,33 @@ class Layout:
 
 
 # -- pass 1: read, match, write the match index --------------------------------------
-def _pool_columns(cfg: CurateConfig, part: Partition) -> tuple[list[str] | None, str | None]:
-    """(columns to read for pass 1, the uid column or None for derived uids)."""
-    schema = pq.read_schema(part.path).names if part.format == "parquet" else None
-    id_column = cfg.id_column
-    if id_column == AUTO:
-        id_column = UID if schema is not None and UID in schema else None
-    if schema is None:
-        return None, id_column  # text formats are read whole anyway
-    wanted = [cfg.text_column] + [c for c in (id_column, cfg.lang_column) if c]
-    return list(dict.fromkeys(wanted)), id_column
+def _pool_columns(cfg: CurateConfig, part: Partition) -> list[str] | None:
+    """The columns pass 1 reads (None: all; text formats are read whole anyway)."""
+    if part.format != "parquet":
+        return None
+    schema = pq.read_schema(part.path).names
+    id_column = (UID if UID in schema else None) if cfg.id_column == AUTO else cfg.id_column
+    wanted = [cfg.text_column] + [c for c in (id_column, cfg.lang_column, cfg.image_column) if c]
+    return list(dict.fromkeys(wanted))
+
+
+def _id_column(cfg: CurateConfig, table: pa.Table) -> str | None:
+    if cfg.id_column == AUTO:
+        return UID if UID in table.column_names else None
+    return cfg.id_column
+
+
+def _column(table: pa.Table, part: Partition, name: str) -> pa.Array:
+    if name not in table.column_names:
+        raise InputError(f"{part.path}: no column {name!r} (columns: {', '.join(table.column_names)})")
+    return table.column(name).combine_chunks()
 
 
 def _uids(table: pa.Table, part: Partition, id_column: str | None) -> pa.Array:
     if id_column is None:  # "<file relative to the pool root>:<row number in the file>"
         rows = pa.array(np.arange(part.first_row, part.first_row + table.num_rows))
         return pc.binary_join_element_wise(f"{part.name}:", rows.cast(pa.string()), "")
-    if id_column not in table.column_names:
-        raise InputError(f"{part.path}: no column {id_column!r} (columns: {', '.join(table.column_names)})")
-    uids = table.column(id_column).combine_chunks()
+    uids = _column(table, part, id_column)
     if uids.null_count:
         row = part.first_row + int(pc.index(pc.is_null(uids), True).as_py())
         raise InputError(f"{part.path} row {row}: null uid in column {id_column!r}")
@@ -134,9 +144,7 @@ def _uids(table: pa.Table, part: Partition, id_column: str | None) -> pa.Array:
 def _checked_texts(table: pa.Table, part: Partition, cfg: CurateConfig) -> tuple[pa.Array, int]:
     """The text column as binary with invalid UTF-8 rows nulled (they match
     nothing and are counted), or an error naming the row with --strict-utf8."""
-    if cfg.text_column not in table.column_names:
-        raise InputError(f"{part.path}: no column {cfg.text_column!r} (columns: {', '.join(table.column_names)})")
-    texts = table.column(cfg.text_column).combine_chunks()
+    texts = _column(table, part, cfg.text_column)
     if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type) or pa.types.is_binary(texts.type) or pa.types.is_large_binary(texts.type) or pa.types.is_null(texts.type)):
         raise InputError(f"{part.path}: text column {cfg.text_column!r} holds {texts.type}, not strings")
     texts = texts.cast(pa.large_binary())
@@ -176,15 +184,10 @@ def match_partition(part: Partition, cfg: CurateConfig) -> tuple[dict, np.ndarra
     if marker.exists():  # done before: recount from the shard
         ids = pq.read_table(shard, columns=["matched_entry_ids"]).column(0).combine_chunks().values
         return read_json(marker), *sparse_counts(ids.to_numpy(), load_cached(cfg.metadata_ref).n_entries)
-    columns, id_column = _pool_columns(cfg, part)
-    table = read_partition(part, columns, cfg.text_column)
+    table = read_partition(part, _pool_columns(cfg, part), cfg.text_column)
     texts, n_invalid = _checked_texts(table, part, cfg)
-    uids = _uids(table, part, id_column)
-    langs = None
-    if cfg.lang_column:
-        if cfg.lang_column not in table.column_names:
-            raise InputError(f"{part.path}: no column {cfg.lang_column!r} (columns: {', '.join(table.column_names)})")
-        langs = table.column(cfg.lang_column).combine_chunks().cast(pa.string())
+    uids = _uids(table, part, _id_column(cfg, table))
+    langs = _column(table, part, cfg.lang_column).cast(pa.string()) if cfg.lang_column else None
     res, no_list = load_cached(cfg.metadata_ref).match(texts, langs, cfg.device, cfg.threads)
     lengths = np.diff(res.offsets)
     matched = lengths > 0
@@ -198,6 +201,10 @@ def match_partition(part: Partition, cfg: CurateConfig) -> tuple[dict, np.ndarra
             ),
         }
     )
+    if cfg.image_column:  # what one-text-per-image selection needs, for matched rows only
+        images = _column(table, part, cfg.image_column).take(pa.array(rows))
+        index = index.append_column("part", pa.array(np.full(len(rows), part.index, np.int32)))
+        index = index.append_column("image_key", pa.array(_image_keys(images), pa.uint64(), mask=images.is_null().to_numpy(zero_copy_only=False)))
     write_parquet_atomic(index, shard)
     stats = {
         "file": part.name,
@@ -211,6 +218,59 @@ def match_partition(part: Partition, cfg: CurateConfig) -> tuple[dict, np.ndarra
     }
     write_json_atomic(stats, marker)  # last: marks the partition complete
     return stats, *sparse_counts(res.entry_ids, load_cached(cfg.metadata_ref).n_entries)
+
+
+# -- one text per image (SPEC section 7) ------------------------------------------------
+IMAGE_ENTRY = -1  # a row's image score is u(seed, uid, -1): no entry has that id
+
+
+def _image_keys(images: pa.Array) -> np.ndarray:
+    """64-bit image keys by the uid rule: integers as they are, strings and bytes hashed."""
+    if pa.types.is_binary(images.type) or pa.types.is_large_binary(images.type):
+        images = images.cast(pa.large_string(), safe=False)  # hashing reads the bytes; no decoding
+    return uid_keys(images)
+
+
+def _scored_images(shard: str, seed: int):
+    """part, row, image_key, score of a match shard's rows that have an image."""
+    table = pq.read_table(shard, columns=["part", "row", UID, "image_key"]).filter(pc.is_valid(pc.field("image_key")))
+    keys = uid_keys(table.column(UID))
+    score = _core.uniforms(np.uint64(seed), keys, np.full(len(keys), IMAGE_ENTRY, np.int32))
+    return table.drop_columns([UID]).append_column("score", pa.array(score)).to_pandas()
+
+
+def select_one_text_per_image(cfg: CurateConfig, parts: list[Partition]) -> None:
+    """Among matched rows sharing an image key, only the one with the smallest
+    image score competes in sampling; write the others to
+    image_dropped/part=K/ for pass 2. A Dask group-by and merge (a shuffle of
+    four small columns of matched rows), so memory stays bounded by partitions."""
+    import shutil
+
+    import dask.dataframe as dd
+
+    lay = Layout(cfg.out)
+    target, tmp = lay.out / "image_dropped", lay.out / ".image_dropped.tmp"
+    done = target / f"_{cfg.balance_id}"
+    if done.exists():
+        return
+    shards = [str(lay.shard("matches", part)) for part in parts]
+    rows = dd.from_map(_scored_images, shards, seed=cfg.seed)
+    best = rows.groupby("image_key")["score"].min(split_out=max(1, rows.npartitions // 8)).rename("best").reset_index()
+    merged = rows.merge(best, on="image_key", how="inner")
+    losers = merged[merged["score"] > merged["best"]][["part", "row"]]
+    shutil.rmtree(tmp, ignore_errors=True)
+    losers.to_parquet(tmp, partition_on=["part"], write_index=False)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)  # whole directory at once: pass 2 never sees half of it
+    done.write_text("")
+
+
+def _lost_image(cfg: CurateConfig, part: Partition, rows: np.ndarray) -> np.ndarray:
+    """Which of these matched rows gave their image to another row."""
+    where = Layout(cfg.out).out / "image_dropped" / f"part={part.index}"
+    if not cfg.image_column or not where.exists():
+        return np.zeros(len(rows), bool)
+    return np.isin(rows, pq.read_table(where, columns=["row"]).column(0).to_numpy())
 
 
 # -- pass 2: sample from the match index, write the kept rows ------------------------
@@ -232,6 +292,8 @@ def balance_partition(part: Partition, cfg: CurateConfig, p: np.ndarray) -> dict
         keep = keep_rows_gpu(result.offsets, result.entry_ids, uid_keys_gpu(uids), p, cfg.seed).get()
     else:
         keep = keep_mask(result, uid_keys(uids), p, cfg.seed, cfg.threads)
+    lost_image = _lost_image(cfg, part, index.column("row").to_numpy())
+    keep &= ~lost_image
     kept_rows = index.column("row").to_numpy()[keep] - part.first_row
     table = read_partition(part, _kept_columns(cfg, part), cfg.text_column).take(pa.array(kept_rows))
     table = _with_text_as_string(table, cfg.text_column)
@@ -244,6 +306,7 @@ def balance_partition(part: Partition, cfg: CurateConfig, p: np.ndarray) -> dict
     stats = {
         "file": part.name,
         "rows_kept": table.num_rows,
+        "rows_same_image_dropped": int(lost_image.sum()),
         "balance_id": cfg.balance_id,
         "languages": _lang_stats(langs, rows_kept=np.ones(table.num_rows, bool)),
     }
@@ -392,6 +455,11 @@ def _balance(cfg, parts, counts_table: pa.Table, pass1: Totals, timings: dict, e
         p = worldwide_probabilities(counts, ranges, thresholds)
     else:
         p = entry_probabilities(counts, cfg.t)
+    if cfg.image_column:
+        started = time.perf_counter()
+        log("choosing one text per image")
+        select_one_text_per_image(cfg, parts)
+        timings["image_selection_s"] = time.perf_counter() - started
     started = time.perf_counter()
     pass2 = Totals()
     for stats in executor.map(balance_partition, parts, "pass 2: sample", cfg=cfg, p=p):
@@ -417,7 +485,7 @@ def _summary(cfg, pass1: Totals, pass2: Totals, thresholds, timings, counts_tabl
             languages.setdefault(lang, {})["t"] = thresholds.get(lang)
     total_s = sum(timings.values())
     return {
-        **{k: overall.get(k, 0) for k in ("rows_in", "rows_null_text", "rows_invalid_utf8", "rows_no_metadata_lang", "rows_matched", "rows_kept", "pairs_matched")},
+        **{k: overall.get(k, 0) for k in ("rows_in", "rows_null_text", "rows_invalid_utf8", "rows_no_metadata_lang", "rows_matched", "rows_same_image_dropped", "rows_kept", "pairs_matched")},
         "t": cfg.t if thresholds is None else None,
         "t_en": cfg.t_en if thresholds is not None else None,
         "thresholds": thresholds,
@@ -440,6 +508,7 @@ def format_summary(s: dict) -> str:
     lines = [
         f"rows in       {s['rows_in']:,}   (null text {s['rows_null_text']:,}, invalid UTF-8 {s['rows_invalid_utf8']:,}, no metadata for language {s['rows_no_metadata_lang']:,})",
         f"rows matched  {share('rows_matched')}   pairs {s['pairs_matched']:,}, entries hit {s['entries_matched']:,} of {s['entries']:,}",
+        *([f"same image    {s['rows_same_image_dropped']:,} matched rows left to another text of their image"] if s["rows_same_image_dropped"] else []),
         f"rows kept     {share('rows_kept')}   " + (f"t={s['t']:g}" if s["t"] is not None else f"t_en={s['t_en']:g}") + f", seed={s['seed']}",
     ]
     if s["timings"].get("rows_per_s"):

@@ -280,3 +280,61 @@ def test_cli_on_an_existing_scheduler(tmp_path, reference):
     assert res.returncode == 0, res.stderr
     assert "rows kept" in res.stdout
     assert kept(tmp_path / "out").equals(reference[1])
+
+
+# -- one text per image (SPEC section 7) -----------------------------------------------
+def image_pool(path, shuffle_seed=None):
+    """Three captions per image, some matching nothing; some rows without an image."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    texts = rng.choice(["a dog", "a cat", "a tree", "nothing here"], n).tolist()
+    images = [None if i % 97 == 0 else f"img{i // 3}" for i in range(n)]
+    table = pa.table({"text": texts, "url": images, "uid": [f"u{i}" for i in range(n)]})
+    if shuffle_seed is not None:
+        table = table.take(pa.array(np.random.default_rng(shuffle_seed).permutation(n)))
+    pq.write_table(table, path)
+    return path
+
+
+def curate_images(tmp_path, name, pool, t=10**9, seed=0, client=None, partition_rows=100_000):
+    metadata = tmp_path / "md.txt"
+    metadata.write_text("dog\ncat\ntree\n")
+    cfg = CurateConfig(inputs=(str(pool),), metadata=str(metadata), out=str(tmp_path / name), t=t, seed=seed,
+                       image_column="url", partition_rows=partition_rows)
+    return curate(cfg, client=client, progress=False)
+
+
+def test_one_text_per_image_is_the_smallest_image_score(tmp_path):
+    from gpu_curate import _core
+    from gpu_curate.balance import uid_keys
+
+    pool = image_pool(tmp_path / "pool.parquet")
+    summary = curate_images(tmp_path, "out", pool, seed=3)
+    table = pq.read_table(pool).to_pandas()
+    table["matched"] = table.text != "nothing here"
+    keys = uid_keys(pa.array(table.uid))
+    table["score"] = _core.uniforms(np.uint64(3), keys, np.full(len(keys), -1, np.int32))
+    candidates = table[table.matched]
+    with_image = candidates[candidates.url.notna()]
+    expected = set(with_image.loc[with_image.groupby("url").score.idxmin(), "uid"]) | set(candidates[candidates.url.isna()].uid)
+    kept = set(pq.read_table(tmp_path / "out" / "kept").column("uid").to_pylist())
+    assert kept == expected  # t is huge: every chosen text is kept
+    assert summary["rows_same_image_dropped"] == len(candidates) - len(expected)
+
+
+def test_image_selection_ignores_partitioning_order_and_cluster(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    one = curate_images(tmp_path, "one", image_pool(tmp_path / "a.parquet"), t=100)
+    curate_images(tmp_path, "many", image_pool(tmp_path / "b.parquet", shuffle_seed=5), t=100, partition_rows=250)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        curate_images(tmp_path, "cluster", image_pool(tmp_path / "c.parquet", shuffle_seed=6), t=100, partition_rows=400, client=client)
+    kept = {name: set(pq.read_table(tmp_path / name / "kept").column("uid").to_pylist()) for name in ("one", "many", "cluster")}
+    assert kept["one"] == kept["many"] == kept["cluster"] and 0 < len(kept["one"]) < one["rows_matched"]
+
+
+def test_rebalancing_with_another_seed_chooses_again(tmp_path):
+    pool = image_pool(tmp_path / "pool.parquet")
+    curate_images(tmp_path, "a", pool, seed=1)
+    curate_images(tmp_path, "b", pool, seed=2)
+    balance(tmp_path / "a", seed=2, progress=False)
+    assert kept(tmp_path / "a").equals(kept(tmp_path / "b"))
