@@ -178,3 +178,10 @@ def test_cli_device_gpu_without_a_gpu_is_one_line(tmp_path):
     res = _cli("curate", str(demo_data.POOL), "--metadata", str(METADATA), "--out", str(tmp_path / "o"), "--device", "gpu")
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "gpu" in res.stderr.lower()
     assert not (tmp_path / "o").exists()
+
+
+def test_a_uid_column_is_used_in_text_formats_too(tmp_path):
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"text": "a dog", "uid": "first"}\n{"text": "a cat", "uid": "second"}\n', encoding="utf-8")
+    curate_here(pool, tmp_path / "out", t=100)
+    assert sorted(pq.read_table(tmp_path / "out" / "kept").column("uid").to_pylist()) == ["first", "second"]
