@@ -100,7 +100,9 @@ def main(argv=None) -> int:
     record = {"machine": info, "texts": args.texts, "text_gb": n_bytes / 1e9, "pairs": pairs}
     record["gpu_walk"] = {"seconds": seconds, "gb_per_s": n_bytes / 1e9 / seconds, "texts_per_s": args.texts / seconds}
 
-    cpu_texts = pa.concat_arrays(chunks)[: args.cpu_texts] if args.cpu_texts > CHUNK else chunks[0].slice(0, args.cpu_texts)
+    cpu_texts = (
+        pa.concat_arrays(chunks)[: args.cpu_texts] if args.cpu_texts > CHUNK else chunks[0].slice(0, args.cpu_texts)
+    )
     start = time.perf_counter()
     match_cpu(cpu_texts, automaton, default_threads())
     record["cpu_engine"] = {"threads": default_threads(), "texts_per_s": len(cpu_texts) / (time.perf_counter() - start)}
@@ -112,8 +114,12 @@ def main(argv=None) -> int:
     record["pyahocorasick_1_core"] = {"texts_per_s": len(base) / (time.perf_counter() - start)}
 
     w = record["gpu_walk"]
-    print(f"GPU walk         {w['gb_per_s']:8.2f} GB/s  {w['texts_per_s']:>14,.0f} texts/s  ({args.texts:,} texts, {n_bytes / 1e9:.2f} GB, best of {args.repeats})")
-    print(f"CPU engine       {'':8}       {record['cpu_engine']['texts_per_s']:>14,.0f} texts/s  ({default_threads()} threads)")
+    print(
+        f"GPU walk         {w['gb_per_s']:8.2f} GB/s  {w['texts_per_s']:>14,.0f} texts/s  ({args.texts:,} texts, {n_bytes / 1e9:.2f} GB, best of {args.repeats})"
+    )
+    print(
+        f"CPU engine       {'':8}       {record['cpu_engine']['texts_per_s']:>14,.0f} texts/s  ({default_threads()} threads)"
+    )
     print(f"pyahocorasick    {'':8}       {record['pyahocorasick_1_core']['texts_per_s']:>14,.0f} texts/s  (1 core)")
 
     if args.end_to_end_rows:
@@ -126,12 +132,36 @@ def main(argv=None) -> int:
         out = common.REPO / "benchmarks" / "out" / "gpu_curated"
         subprocess.run(["rm", "-rf", str(out)], check=True)
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "from gpu_curate.cli import main; main()", "curate", str(pool), "--metadata",
-                        str(args.metadata), "--out", str(out), "--device", "gpu", "--partition-size", "5000000", "--quiet"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from gpu_curate.cli import main; main()",
+                "curate",
+                str(pool),
+                "--metadata",
+                str(args.metadata),
+                "--out",
+                str(out),
+                "--device",
+                "gpu",
+                "--partition-size",
+                "5000000",
+                "--quiet",
+            ],
+            check=True,
+        )
         seconds = time.perf_counter() - start
         summary = json.loads((out / "summary.json").read_text())
-        record["end_to_end"] = {"rows": summary["rows_in"], "seconds": seconds, "rows_per_s": summary["rows_in"] / seconds, "timings": summary["timings"]}
-        print(f"end to end       {summary['rows_in'] / seconds:>23,.0f} rows/s  ({summary['rows_in']:,} rows, {seconds:.1f} s)")
+        record["end_to_end"] = {
+            "rows": summary["rows_in"],
+            "seconds": seconds,
+            "rows_per_s": summary["rows_in"] / seconds,
+            "timings": summary["timings"],
+        }
+        print(
+            f"end to end       {summary['rows_in'] / seconds:>23,.0f} rows/s  ({summary['rows_in']:,} rows, {seconds:.1f} s)"
+        )
     common.append_json(args.json, record)
     return 0
 

@@ -63,7 +63,11 @@ def build_pool(rows: int, seed: int, where: Path) -> Path:
         n = min(FILE_ROWS, rows - start)
         picks = rng.integers(0, len(texts), n)
         urls = pa.array([f"https://img.example/{seed}/{start + i}.jpg" for i in range(n)], pa.string())
-        pq.write_table(pa.table({"text": texts.take(pa.array(picks)), "url": urls}), pool / f"pool-{k:04d}.parquet", row_group_size=100_000)
+        pq.write_table(
+            pa.table({"text": texts.take(pa.array(picks)), "url": urls}),
+            pool / f"pool-{k:04d}.parquet",
+            row_group_size=100_000,
+        )
     (pool / "_done").write_text("")
     return pool
 
@@ -94,12 +98,34 @@ def peak_rss_of(cmd: list[str]) -> tuple[float, int, str]:
 
 def run_gpu_curate(pool: Path, metadata: Path, out: Path, t: float, workers: int, partition_rows: int) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-c", "from gpu_curate.cli import main; main()", "curate", str(pool), "--metadata", str(metadata),
-           "--out", str(out), "--t", str(t), "--workers", str(workers), "--partition-size", str(partition_rows), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from gpu_curate.cli import main; main()",
+        "curate",
+        str(pool),
+        "--metadata",
+        str(metadata),
+        "--out",
+        str(out),
+        "--t",
+        str(t),
+        "--workers",
+        str(workers),
+        "--partition-size",
+        str(partition_rows),
+        "--quiet",
+    ]
     seconds, peak, _ = peak_rss_of(cmd)
     summary = json.loads((out / "summary.json").read_text())
-    return {"seconds": seconds, "peak_rss_gib": peak / 2**30, "rows_kept": summary["rows_kept"], "rows_in": summary["rows_in"],
-            "pass1_s": summary["timings"]["pass1_s"], "pass2_s": summary["timings"]["pass2_s"]}
+    return {
+        "seconds": seconds,
+        "peak_rss_gib": peak / 2**30,
+        "rows_kept": summary["rows_kept"],
+        "rows_in": summary["rows_in"],
+        "pass1_s": summary["timings"]["pass1_s"],
+        "pass2_s": summary["timings"]["pass2_s"],
+    }
 
 
 def run_reference(pool: Path, md: gc.Metadata, t: float, seed: int) -> dict:
@@ -125,14 +151,21 @@ def run_reference(pool: Path, md: gc.Metadata, t: float, seed: int) -> dict:
     python_gc.enable()
     for first, others in duplicate_ids(md).items():  # the automaton holds a duplicated entry once
         count[others] = count[first]
-    return {"seconds": seconds, "rows_in": len(lengths), "rows_kept": kept, "counts": count,
-            "peak_rss_gib": psutil.Process().memory_info().rss / 2**30}
+    return {
+        "seconds": seconds,
+        "rows_in": len(lengths),
+        "rows_kept": kept,
+        "counts": count,
+        "peak_rss_gib": psutil.Process().memory_info().rss / 2**30,
+    }
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=10_000_000)
-    ap.add_argument("--small-rows", type=int, default=1_000_000, help="second, smaller pool for the memory comparison (0: skip)")
+    ap.add_argument(
+        "--small-rows", type=int, default=1_000_000, help="second, smaller pool for the memory comparison (0: skip)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--t", type=float, default=20_000)
     ap.add_argument("--workers", type=int, default=1)
@@ -151,9 +184,11 @@ def main(argv=None) -> int:
         pool = build_pool(rows, args.seed, where)
         res = run_gpu_curate(pool, args.metadata, where / f"curated_{rows}", args.t, args.workers, args.partition_rows)
         record["runs"][f"gpu_curate_{rows}"] = res
-        print(f"gpu_curate  {rows:>11,} rows  {res['seconds']:7.1f} s  {rows / res['seconds']:>10,.0f} rows/s  "
-              f"({rows / res['seconds'] / cores:,.0f}/core)  peak RSS {res['peak_rss_gib']:.2f} GiB  kept {res['rows_kept']:,}"
-              f"  [pass 1 {res['pass1_s']:.1f} s, pass 2 {res['pass2_s']:.1f} s]")
+        print(
+            f"gpu_curate  {rows:>11,} rows  {res['seconds']:7.1f} s  {rows / res['seconds']:>10,.0f} rows/s  "
+            f"({rows / res['seconds'] / cores:,.0f}/core)  peak RSS {res['peak_rss_gib']:.2f} GiB  kept {res['rows_kept']:,}"
+            f"  [pass 1 {res['pass1_s']:.1f} s, pass 2 {res['pass2_s']:.1f} s]"
+        )
     if not args.no_reference:
         pool = build_pool(args.rows, args.seed, where)
         ref = run_reference(pool, gc.Metadata.load(args.metadata), args.t, args.seed)
@@ -163,10 +198,14 @@ def main(argv=None) -> int:
             return 1
         record["runs"]["reference"] = ref
         ours = record["runs"][f"gpu_curate_{args.rows}"]
-        print(f"reference   {args.rows:>11,} rows  {ref['seconds']:7.1f} s  {args.rows / ref['seconds']:>10,.0f} rows/s  "
-              f"(1 core)  RSS at end {ref['peak_rss_gib']:.2f} GiB  kept {ref['rows_kept']:,}  (entry counts: identical)")
+        print(
+            f"reference   {args.rows:>11,} rows  {ref['seconds']:7.1f} s  {args.rows / ref['seconds']:>10,.0f} rows/s  "
+            f"(1 core)  RSS at end {ref['peak_rss_gib']:.2f} GiB  kept {ref['rows_kept']:,}  (entry counts: identical)"
+        )
         ratio = ref["seconds"] / ours["seconds"]
-        print(f"end to end: gpu_curate is {ratio:.1f}x the reference flow, {ratio / cores:.1f}x per core ({cores} cores vs 1)")
+        print(
+            f"end to end: gpu_curate is {ratio:.1f}x the reference flow, {ratio / cores:.1f}x per core ({cores} cores vs 1)"
+        )
         record["ratio"], record["ratio_per_core"] = ratio, ratio / cores
     common.append_json(args.json, record)
     return 0

@@ -21,8 +21,12 @@ app = typer.Typer(
 
 @app.command("match")
 def match_command(
-    input: Path = typer.Option(..., "--input", "-i", help="Pool file: parquet, jsonl, tsv/csv or txt (one text per line)."),
-    metadata: Path = typer.Option(..., "--metadata", "-m", help="Entry list: .json list, .txt (one per line) or .parquet."),
+    input: Path = typer.Option(
+        ..., "--input", "-i", help="Pool file: parquet, jsonl, tsv/csv or txt (one text per line)."
+    ),
+    metadata: Path = typer.Option(
+        ..., "--metadata", "-m", help="Entry list: .json list, .txt (one per line) or .parquet."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output parquet: one row per input row with matched_entry_ids."),
     text_column: str = typer.Option("text", "--text-column", help="Column holding the texts."),
     padding: str = typer.Option("metaclip1", "--padding", help="Entry padding rule: metaclip1 or worldwide."),
@@ -65,7 +69,9 @@ def _partition_rows(size: str, inputs: list[str]) -> int:
         row_bytes = 200  # text formats: one partition per file anyway
         if parquet:
             meta = pq.ParquetFile(parquet[0]).metadata
-            row_bytes = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups)) / max(meta.num_rows, 1)
+            row_bytes = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups)) / max(
+                meta.num_rows, 1
+            )
         rows = int(target / max(row_bytes, 1))
     if rows < 1:
         raise CurateError(f"--partition-size must be at least one row, got {size!r}")
@@ -78,43 +84,94 @@ def _split(columns: Optional[str]) -> Optional[tuple[str, ...]]:
 
 @app.command("curate")
 def curate_command(
-    pool: list[str] = typer.Argument(..., help="Pool files, directories or globs: parquet, jsonl, tsv/csv, txt (.gz too)."),
-    metadata: Path = typer.Option(..., "--metadata", "-m", help="Entry list (.json/.txt/.parquet), or per-language: a directory of <lang>.txt|.json or a parquet with lang, entry."),
+    pool: list[str] = typer.Argument(
+        ..., help="Pool files, directories or globs: parquet, jsonl, tsv/csv, txt (.gz too)."
+    ),
+    metadata: Path = typer.Option(
+        ...,
+        "--metadata",
+        "-m",
+        help="Entry list (.json/.txt/.parquet), or per-language: a directory of <lang>.txt|.json or a parquet with lang, entry.",
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (rerun the same command to resume)."),
-    t: float = typer.Option(20000, "--t", help="Balancing threshold: entries matched by more rows are sampled down to about t."),
-    t_en: float = typer.Option(170000, "--t-en", help="Worldwide: English threshold; other languages get theirs from its tail share."),
-    seed: int = typer.Option(0, "--seed", help="Sampling seed: the kept set depends only on pool, metadata, t and seed."),
-    device: str = typer.Option("cpu", "--device", help="cpu, gpu or auto (gpu when cuDF and a CUDA device are present)."),
+    t: float = typer.Option(
+        20000, "--t", help="Balancing threshold: entries matched by more rows are sampled down to about t."
+    ),
+    t_en: float = typer.Option(
+        170000, "--t-en", help="Worldwide: English threshold; other languages get theirs from its tail share."
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="Sampling seed: the kept set depends only on pool, metadata, t and seed."
+    ),
+    device: str = typer.Option(
+        "cpu", "--device", help="cpu, gpu or auto (gpu when cuDF and a CUDA device are present)."
+    ),
     text_column: str = typer.Option("text", "--text-column", help="Column holding the alt-text."),
-    id_column: str = typer.Option("auto", "--id-column", help="Column with a stable id; auto: `uid` if the pool has it, else <file>:<row>."),
-    lang_column: Optional[str] = typer.Option(None, "--lang-column", help="Column with the language code (per-language metadata)."),
-    image_column: Optional[str] = typer.Option(None, "--image-column", help="Column identifying the image (url, hash): of several matched texts of one image, one is chosen by the sampling hash before sampling."),
-    columns: Optional[str] = typer.Option(None, "--columns", help="Comma-separated columns to keep in kept/ (default: all)."),
-    padding: Optional[str] = typer.Option(None, "--padding", help="metaclip1 or worldwide (default: worldwide for per-language metadata)."),
-    partition_size: str = typer.Option("100000", "--partition-size", help="Rows per partition, or bytes such as 256MB."),
+    id_column: str = typer.Option(
+        "auto", "--id-column", help="Column with a stable id; auto: `uid` if the pool has it, else <file>:<row>."
+    ),
+    lang_column: Optional[str] = typer.Option(
+        None, "--lang-column", help="Column with the language code (per-language metadata)."
+    ),
+    image_column: Optional[str] = typer.Option(
+        None,
+        "--image-column",
+        help="Column identifying the image (url, hash): of several matched texts of one image, one is chosen by the sampling hash before sampling.",
+    ),
+    columns: Optional[str] = typer.Option(
+        None, "--columns", help="Comma-separated columns to keep in kept/ (default: all)."
+    ),
+    padding: Optional[str] = typer.Option(
+        None, "--padding", help="metaclip1 or worldwide (default: worldwide for per-language metadata)."
+    ),
+    partition_size: str = typer.Option(
+        "100000", "--partition-size", help="Rows per partition, or bytes such as 256MB."
+    ),
     workers: Optional[int] = typer.Option(None, "--workers", help="Local Dask workers (processes; default 1)."),
-    threads_per_worker: Optional[int] = typer.Option(None, "--threads-per-worker", help="Default: all cores over the workers."),
+    threads_per_worker: Optional[int] = typer.Option(
+        None, "--threads-per-worker", help="Default: all cores over the workers."
+    ),
     memory_limit: str = typer.Option("auto", "--memory-limit", help="Per local worker, e.g. 8GB."),
-    scheduler_address: Optional[str] = typer.Option(None, "--scheduler-address", help="Use an existing Dask cluster, e.g. tcp://host:8786."),
+    scheduler_address: Optional[str] = typer.Option(
+        None, "--scheduler-address", help="Use an existing Dask cluster, e.g. tcp://host:8786."
+    ),
     in_process: bool = typer.Option(False, "--in-process", help="No cluster: run every partition in this process."),
     rmm_pool_size: Optional[str] = typer.Option(None, "--rmm-pool-size", help="GPU: RMM pool per worker, e.g. 24GB."),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="GPU cluster: tcp or ucx."),
-    strict_utf8: bool = typer.Option(False, "--strict-utf8", help="Fail on invalid UTF-8 instead of counting and skipping the row."),
+    strict_utf8: bool = typer.Option(
+        False, "--strict-utf8", help="Fail on invalid UTF-8 instead of counting and skipping the row."
+    ),
     keep_matched_ids: bool = typer.Option(False, "--keep-matched-ids", help="Also write matched_entry_ids into kept/."),
-    datacomp_subset: Optional[Path] = typer.Option(None, "--datacomp-subset", help="Also write the kept uids as DataComp's sorted .npy subset."),
+    datacomp_subset: Optional[Path] = typer.Option(
+        None, "--datacomp-subset", help="Also write the kept uids as DataComp's sorted .npy subset."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Curate a pool: match, count, balance, write kept rows (resumable)."""
     from .pipeline import CurateConfig, curate
 
     cfg = CurateConfig(
-        inputs=tuple(pool), metadata=str(metadata), out=str(out), text_column=text_column, id_column=id_column,
-        lang_column=lang_column, columns=_split(columns), padding=padding, t=t, t_en=t_en, seed=seed,
-        partition_rows=_partition_rows(partition_size, pool), device=device, strict_utf8=strict_utf8,
-        keep_matched_ids=keep_matched_ids, datacomp_subset=str(datacomp_subset) if datacomp_subset else None,
+        inputs=tuple(pool),
+        metadata=str(metadata),
+        out=str(out),
+        text_column=text_column,
+        id_column=id_column,
+        lang_column=lang_column,
+        columns=_split(columns),
+        padding=padding,
+        t=t,
+        t_en=t_en,
+        seed=seed,
+        partition_rows=_partition_rows(partition_size, pool),
+        device=device,
+        strict_utf8=strict_utf8,
+        keep_matched_ids=keep_matched_ids,
+        datacomp_subset=str(datacomp_subset) if datacomp_subset else None,
         image_column=image_column,
     )
-    with _client(cfg.device, in_process, workers, threads_per_worker, memory_limit, scheduler_address, rmm_pool_size, protocol) as client:
+    with _client(
+        cfg.device, in_process, workers, threads_per_worker, memory_limit, scheduler_address, rmm_pool_size, protocol
+    ) as client:
         curate(cfg, client=client, progress=not quiet, log=typer.echo)
     typer.echo(f"outputs in {out}/ (kept/, matches/, entry_counts.parquet, summary.json)")
 
@@ -147,12 +204,24 @@ def demo_command(
     from . import demo_data
     from .pipeline import CurateConfig, curate
 
-    typer.echo(f"demo: {demo_data.POOL.name} (3,000 alt-texts) x {demo_data.METADATA.name} (86,554 entries), t={t:g}, on a local Dask cluster")
-    cfg = CurateConfig(inputs=(str(demo_data.POOL),), metadata=str(demo_data.METADATA), out=str(out), text_column=demo_data.TEXT_COLUMN, t=t, partition_rows=1000)
+    typer.echo(
+        f"demo: {demo_data.POOL.name} (3,000 alt-texts) x {demo_data.METADATA.name} (86,554 entries), t={t:g}, on a local Dask cluster"
+    )
+    cfg = CurateConfig(
+        inputs=(str(demo_data.POOL),),
+        metadata=str(demo_data.METADATA),
+        out=str(out),
+        text_column=demo_data.TEXT_COLUMN,
+        t=t,
+        partition_rows=1000,
+    )
     with _client("cpu", False, 1, None, "auto", None, None, None) as client:
         curate(cfg, client=client, log=typer.echo)
     counts = pq.read_table(out / "entry_counts.parquet").to_pandas().nlargest(5, "count")
-    typer.echo("most matched entries (sampled down to about t rows each): " + ", ".join(f"{e!r} {c}" for e, c in zip(counts.entry, counts["count"])))
+    typer.echo(
+        "most matched entries (sampled down to about t rows each): "
+        + ", ".join(f"{e!r} {c}" for e, c in zip(counts.entry, counts["count"]))
+    )
     kept = pq.read_table(out / "kept").slice(0, 3).column(demo_data.TEXT_COLUMN).to_pylist()
     typer.echo("some kept texts: " + " | ".join(kept))
     typer.echo(f"outputs in {out}/: kept/ (kept rows), matches/ (match index), entry_counts.parquet, summary.json")
@@ -161,7 +230,9 @@ def demo_command(
 class _client:
     """A Dask client for the run's lifetime, or None with --in-process."""
 
-    def __init__(self, device, in_process, workers, threads_per_worker, memory_limit, scheduler_address, rmm_pool_size, protocol):
+    def __init__(
+        self, device, in_process, workers, threads_per_worker, memory_limit, scheduler_address, rmm_pool_size, protocol
+    ):
         self.args = (device, workers, threads_per_worker, memory_limit, scheduler_address)
         self.cuda = {"rmm_pool_size": rmm_pool_size, "protocol": protocol}
         self.in_process = in_process
@@ -183,7 +254,6 @@ class _client:
             self.client.close()
             if cluster is not None:
                 cluster.close()
-
 
 
 from .metadata_cli import app as metadata_app  # noqa: E402

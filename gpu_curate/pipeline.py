@@ -33,7 +33,15 @@ from . import __version__, _core
 from .balance import entry_probabilities, keep_mask, uid_keys, worldwide_probabilities, worldwide_thresholds
 from .count import CountAccumulator, sparse_counts
 from .errors import InputError
-from .io import Partition, expand_inputs, plan_partitions, read_json, read_partition, write_json_atomic, write_parquet_atomic
+from .io import (
+    Partition,
+    expand_inputs,
+    plan_partitions,
+    read_json,
+    read_partition,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from .match import MatchResult, resolve_device
 from .worldwide import MetadataRef, load_cached
 
@@ -145,7 +153,13 @@ def _checked_texts(table: pa.Table, part: Partition, cfg: CurateConfig) -> tuple
     """The text column as binary with invalid UTF-8 rows nulled (they match
     nothing and are counted), or an error naming the row with --strict-utf8."""
     texts = _column(table, part, cfg.text_column)
-    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type) or pa.types.is_binary(texts.type) or pa.types.is_large_binary(texts.type) or pa.types.is_null(texts.type)):
+    if not (
+        pa.types.is_string(texts.type)
+        or pa.types.is_large_string(texts.type)
+        or pa.types.is_binary(texts.type)
+        or pa.types.is_large_binary(texts.type)
+        or pa.types.is_null(texts.type)
+    ):
         raise InputError(f"{part.path}: text column {cfg.text_column!r} holds {texts.type}, not strings")
     texts = texts.cast(pa.large_binary())
     try:
@@ -204,7 +218,10 @@ def match_partition(part: Partition, cfg: CurateConfig) -> tuple[dict, np.ndarra
     if cfg.image_column:  # what one-text-per-image selection needs, for matched rows only
         images = _column(table, part, cfg.image_column).take(pa.array(rows))
         index = index.append_column("part", pa.array(np.full(len(rows), part.index, np.int32)))
-        index = index.append_column("image_key", pa.array(_image_keys(images), pa.uint64(), mask=images.is_null().to_numpy(zero_copy_only=False)))
+        index = index.append_column(
+            "image_key",
+            pa.array(_image_keys(images), pa.uint64(), mask=images.is_null().to_numpy(zero_copy_only=False)),
+        )
     write_parquet_atomic(index, shard)
     stats = {
         "file": part.name,
@@ -346,8 +363,12 @@ class Executor:
                 return
             from distributed import as_completed
 
-            scattered = {k: self.client.scatter(v, broadcast=True) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
-            futures = self.client.map(fn, parts, **scattered, key=[f"{label}-{p.shard}-{time.time_ns()}" for p in parts])
+            scattered = {
+                k: self.client.scatter(v, broadcast=True) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()
+            }
+            futures = self.client.map(
+                fn, parts, **scattered, key=[f"{label}-{p.shard}-{time.time_ns()}" for p in parts]
+            )
             try:
                 for future in as_completed(futures):
                     yield future.result()  # re-raises the task's error here, with its message
@@ -365,7 +386,14 @@ class _progress:
             return lambda: None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
-        self.bar = Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+        self.bar = Progress(
+            "[bold]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        )
         self.bar.__enter__()
         task = self.bar.add_task(self.label, total=self.total)
         return lambda: self.bar.advance(task)
@@ -405,11 +433,15 @@ def curate(cfg: CurateConfig, client=None, progress: bool = True, log: Callable[
     mdset = load_cached(cfg.metadata_ref)
     identity = cfg.pass1_identity(files)
     if lay.run.exists() and read_json(lay.run)["pass1"] != identity:
-        raise InputError(f"{lay.out}: holds the outputs of a different run (other pool, metadata or options); use a new --out")
+        raise InputError(
+            f"{lay.out}: holds the outputs of a different run (other pool, metadata or options); use a new --out"
+        )
     lay.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic({"pass1": identity, "config": _jsonable(cfg)}, lay.run)
     parts = plan_partitions(files, cfg.partition_rows)
-    log(f"{len(files)} files, {len(parts)} partitions, {mdset.n_entries} entries ({', '.join(l or 'one list' for l in mdset.lists)})")
+    log(
+        f"{len(files)} files, {len(parts)} partitions, {mdset.n_entries} entries ({', '.join(l or 'one list' for l in mdset.lists)})"
+    )
 
     executor = Executor(client, progress)
     started = time.perf_counter()
@@ -423,14 +455,26 @@ def curate(cfg: CurateConfig, client=None, progress: bool = True, log: Callable[
     return _balance(cfg, parts, table, pass1, timings, executor, log)
 
 
-def balance(out: str | Path, t: float | None = None, t_en: float | None = None, seed: int | None = None, client=None, progress: bool = True, log=lambda s: None) -> dict:
+def balance(
+    out: str | Path,
+    t: float | None = None,
+    t_en: float | None = None,
+    seed: int | None = None,
+    client=None,
+    progress: bool = True,
+    log=lambda s: None,
+) -> dict:
     """Redo pass 2 of a finished run with other parameters (no matching)."""
     lay = Layout(out)
     if not lay.counts.exists() or not lay.run.exists():
         raise InputError(f"{lay.out}: no finished pass 1 here (run `gpu-curate curate` first)")
     saved = read_json(lay.run)["config"]
-    cfg = CurateConfig(**{**saved, "inputs": tuple(saved["inputs"]), "columns": tuple(saved["columns"]) if saved["columns"] else None})
-    cfg = replace(cfg, out=str(lay.out), **{k: v for k, v in (("t", t), ("t_en", t_en), ("seed", seed)) if v is not None})
+    cfg = CurateConfig(
+        **{**saved, "inputs": tuple(saved["inputs"]), "columns": tuple(saved["columns"]) if saved["columns"] else None}
+    )
+    cfg = replace(
+        cfg, out=str(lay.out), **{k: v for k, v in (("t", t), ("t_en", t_en), ("seed", seed)) if v is not None}
+    )
     parts = plan_partitions(expand_inputs(list(cfg.inputs)), cfg.partition_rows)
     pass1 = Totals()
     for part in parts:
@@ -485,7 +529,19 @@ def _summary(cfg, pass1: Totals, pass2: Totals, thresholds, timings, counts_tabl
             languages.setdefault(lang, {})["t"] = thresholds.get(lang)
     total_s = sum(timings.values())
     return {
-        **{k: overall.get(k, 0) for k in ("rows_in", "rows_null_text", "rows_invalid_utf8", "rows_no_metadata_lang", "rows_matched", "rows_same_image_dropped", "rows_kept", "pairs_matched")},
+        **{
+            k: overall.get(k, 0)
+            for k in (
+                "rows_in",
+                "rows_null_text",
+                "rows_invalid_utf8",
+                "rows_no_metadata_lang",
+                "rows_matched",
+                "rows_same_image_dropped",
+                "rows_kept",
+                "pairs_matched",
+            )
+        },
         "t": cfg.t if thresholds is None else None,
         "t_en": cfg.t_en if thresholds is not None else None,
         "thresholds": thresholds,
@@ -494,7 +550,10 @@ def _summary(cfg, pass1: Totals, pass2: Totals, thresholds, timings, counts_tabl
         "device": cfg.device,
         "entries": counts_table.num_rows,
         "entries_matched": int(pc.sum(pc.greater(counts_table.column("count"), 0)).as_py() or 0),
-        "timings": {**timings, "rows_per_s": overall.get("rows_in", 0) / total_s if "pass1_s" in timings and total_s else None},
+        "timings": {
+            **timings,
+            "rows_per_s": overall.get("rows_in", 0) / total_s if "pass1_s" in timings and total_s else None,
+        },
         "files": files,
         "languages": languages,
         "versions": _versions(),
@@ -508,11 +567,19 @@ def format_summary(s: dict) -> str:
     lines = [
         f"rows in       {s['rows_in']:,}   (null text {s['rows_null_text']:,}, invalid UTF-8 {s['rows_invalid_utf8']:,}, no metadata for language {s['rows_no_metadata_lang']:,})",
         f"rows matched  {share('rows_matched')}   pairs {s['pairs_matched']:,}, entries hit {s['entries_matched']:,} of {s['entries']:,}",
-        *([f"same image    {s['rows_same_image_dropped']:,} matched rows left to another text of their image"] if s["rows_same_image_dropped"] else []),
-        f"rows kept     {share('rows_kept')}   " + (f"t={s['t']:g}" if s["t"] is not None else f"t_en={s['t_en']:g}") + f", seed={s['seed']}",
+        *(
+            [f"same image    {s['rows_same_image_dropped']:,} matched rows left to another text of their image"]
+            if s["rows_same_image_dropped"]
+            else []
+        ),
+        f"rows kept     {share('rows_kept')}   "
+        + (f"t={s['t']:g}" if s["t"] is not None else f"t_en={s['t_en']:g}")
+        + f", seed={s['seed']}",
     ]
     if s["timings"].get("rows_per_s"):
-        lines.append(f"time          pass 1 {s['timings']['pass1_s']:.1f} s, pass 2 {s['timings']['pass2_s']:.1f} s, {s['timings']['rows_per_s']:,.0f} rows/s")
+        lines.append(
+            f"time          pass 1 {s['timings']['pass1_s']:.1f} s, pass 2 {s['timings']['pass2_s']:.1f} s, {s['timings']['rows_per_s']:,.0f} rows/s"
+        )
     return "\n".join(lines)
 
 
@@ -573,7 +640,14 @@ def write_datacomp_subset(kept_dir: Path, path: str) -> None:
 
 
 # -- clusters -------------------------------------------------------------------------
-def make_client(device: str, workers: int | None, threads_per_worker: int | None, memory_limit: str, scheduler_address: str | None, **cuda_options):
+def make_client(
+    device: str,
+    workers: int | None,
+    threads_per_worker: int | None,
+    memory_limit: str,
+    scheduler_address: str | None,
+    **cuda_options,
+):
     """A distributed Client: on an existing scheduler, or on a new local cluster."""
     from distributed import Client, LocalCluster
 
@@ -584,7 +658,9 @@ def make_client(device: str, workers: int | None, threads_per_worker: int | None
             from dask_cuda import LocalCUDACluster
         except ImportError:
             raise InputError("--device gpu needs dask-cuda for its cluster: pip install 'gpu_curate[gpu]'") from None
-        return Client(LocalCUDACluster(memory_limit=memory_limit, **{k: v for k, v in cuda_options.items() if v is not None}))
+        return Client(
+            LocalCUDACluster(memory_limit=memory_limit, **{k: v for k, v in cuda_options.items() if v is not None})
+        )
     from .match import default_threads
 
     cores = default_threads()

@@ -31,7 +31,9 @@ def make_pool(path, n_files=1, shuffle_seed=None, rows=None):
     path.mkdir(parents=True, exist_ok=True)
     bounds = np.linspace(0, table.num_rows, n_files + 1).astype(int)
     for k in range(n_files):
-        pq.write_table(table.slice(bounds[k], bounds[k + 1] - bounds[k]), path / f"shard-{k:03d}.parquet", row_group_size=500)
+        pq.write_table(
+            table.slice(bounds[k], bounds[k + 1] - bounds[k]), path / f"shard-{k:03d}.parquet", row_group_size=500
+        )
     return path
 
 
@@ -110,7 +112,11 @@ def test_rows_in_equals_kept_plus_dropped_per_file(tmp_path):
     summary = run(pool, tmp_path / "out", partition_rows=400)
     for f in sorted(pool.iterdir()):
         stats = summary["files"][f.name]
-        kept_rows = sum(pq.read_table(s).num_rows for s in (tmp_path / "out" / "kept").glob("part-*.parquet") if _file_of(s, tmp_path / "out") == f.name)
+        kept_rows = sum(
+            pq.read_table(s).num_rows
+            for s in (tmp_path / "out" / "kept").glob("part-*.parquet")
+            if _file_of(s, tmp_path / "out") == f.name
+        )
         assert stats["rows_in"] == pq.ParquetFile(f).metadata.num_rows
         assert stats["rows_kept"] == kept_rows
         assert stats["rows_in"] == stats["rows_kept"] + stats["rows_dropped"]
@@ -136,9 +142,25 @@ def test_resume_after_kill_loses_nothing(tmp_path, reference):
     pool = make_pool(tmp_path / "pool", n_files=2)
     out = tmp_path / "out"
     cmd = [
-        sys.executable, "-c", "from gpu_curate.cli import main; main()", "curate", str(pool),
-        "--metadata", str(demo_data.METADATA), "--text-column", "TEXT", "--t", str(T), "--seed", "7",
-        "--out", str(out), "--partition-size", "10", "--in-process", "--quiet",
+        sys.executable,
+        "-c",
+        "from gpu_curate.cli import main; main()",
+        "curate",
+        str(pool),
+        "--metadata",
+        str(demo_data.METADATA),
+        "--text-column",
+        "TEXT",
+        "--t",
+        str(T),
+        "--seed",
+        "7",
+        "--out",
+        str(out),
+        "--partition-size",
+        "10",
+        "--in-process",
+        "--quiet",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
@@ -187,8 +209,15 @@ def test_balance_alone_equals_a_fresh_run(tmp_path):
 # -- statistics -----------------------------------------------------------------------
 def _binomial_two_sided_p(k: int, n: int, p: float) -> float:
     """P(|X - np| >= |k - np|) for X ~ Binomial(n, p), exactly, in log space."""
+
     def log_pmf(j):
-        return math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1) + j * math.log(p) + (n - j) * math.log1p(-p)
+        return (
+            math.lgamma(n + 1)
+            - math.lgamma(j + 1)
+            - math.lgamma(n - j + 1)
+            + j * math.log(p)
+            + (n - j) * math.log1p(-p)
+        )
 
     d = abs(k - n * p)
     return min(1.0, sum(math.exp(log_pmf(j)) for j in range(n + 1) if abs(j - n * p) >= d - 1e-9))
@@ -207,7 +236,12 @@ def test_kept_counts_follow_the_binomial(tmp_path):
     metadata = tmp_path / "md.txt"
     metadata.write_text("\n".join(f"entry{k}" for k in range(12)) + "\n")
     t = 50
-    curate(CurateConfig(inputs=(str(pool),), metadata=str(metadata), out=str(tmp_path / "out"), t=t, seed=2024, partition_rows=5000), progress=False)
+    curate(
+        CurateConfig(
+            inputs=(str(pool),), metadata=str(metadata), out=str(tmp_path / "out"), t=t, seed=2024, partition_rows=5000
+        ),
+        progress=False,
+    )
     kept_texts = pq.read_table(tmp_path / "out" / "kept").column("text").to_pylist()
     for k, n in enumerate(sizes):
         got = kept_texts.count(f"entry{k}")
@@ -224,7 +258,10 @@ def test_multi_entry_rows_keep_with_one_minus_product(tmp_path):
     pq.write_table(pa.table({"text": texts, "uid": [str(i) for i in range(3 * n)]}), pool)
     metadata = tmp_path / "md.txt"
     metadata.write_text("apple\npie\n")
-    curate(CurateConfig(inputs=(str(pool),), metadata=str(metadata), out=str(tmp_path / "out"), t=2000, seed=5), progress=False)
+    curate(
+        CurateConfig(inputs=(str(pool),), metadata=str(metadata), out=str(tmp_path / "out"), t=2000, seed=5),
+        progress=False,
+    )
     kept_texts = pq.read_table(tmp_path / "out" / "kept").column("text").to_pylist()
     p = 2000 / (2 * n)  # both entries have count 2n
     assert _binomial_two_sided_p(kept_texts.count("apple pie"), n, 1 - (1 - p) ** 2) > 1e-4
@@ -241,7 +278,12 @@ def test_datacomp_subset_is_sorted_128_bit_uids(tmp_path):
     metadata = tmp_path / "md.txt"
     metadata.write_text("dog\n")
     subset = tmp_path / "subset.npy"
-    curate(CurateConfig(inputs=(str(pool),), metadata=str(metadata), out=str(tmp_path / "out"), t=100, datacomp_subset=str(subset)), progress=False)
+    curate(
+        CurateConfig(
+            inputs=(str(pool),), metadata=str(metadata), out=str(tmp_path / "out"), t=100, datacomp_subset=str(subset)
+        ),
+        progress=False,
+    )
     got = np.load(subset)
     kept_uids = pq.read_table(tmp_path / "out" / "kept").column("uid").to_pylist()
     assert got.dtype == np.dtype("u8,u8") and len(got) == len(kept_uids)
@@ -272,10 +314,28 @@ def test_cli_on_an_existing_scheduler(tmp_path, reference):
     pool = make_pool(tmp_path / "pool", n_files=2)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         res = subprocess.run(
-            [sys.executable, "-c", "from gpu_curate.cli import main; main()", "curate", str(pool),
-             "--metadata", str(demo_data.METADATA), "--text-column", "TEXT", "--t", str(T), "--seed", "7",
-             "--out", str(tmp_path / "out"), "--scheduler-address", cluster.scheduler_address, "--quiet"],
-            capture_output=True, text=True,
+            [
+                sys.executable,
+                "-c",
+                "from gpu_curate.cli import main; main()",
+                "curate",
+                str(pool),
+                "--metadata",
+                str(demo_data.METADATA),
+                "--text-column",
+                "TEXT",
+                "--t",
+                str(T),
+                "--seed",
+                "7",
+                "--out",
+                str(tmp_path / "out"),
+                "--scheduler-address",
+                cluster.scheduler_address,
+                "--quiet",
+            ],
+            capture_output=True,
+            text=True,
         )
     assert res.returncode == 0, res.stderr
     assert "rows kept" in res.stdout
@@ -299,8 +359,15 @@ def image_pool(path, shuffle_seed=None):
 def curate_images(tmp_path, name, pool, t=10**9, seed=0, client=None, partition_rows=100_000):
     metadata = tmp_path / "md.txt"
     metadata.write_text("dog\ncat\ntree\n")
-    cfg = CurateConfig(inputs=(str(pool),), metadata=str(metadata), out=str(tmp_path / name), t=t, seed=seed,
-                       image_column="url", partition_rows=partition_rows)
+    cfg = CurateConfig(
+        inputs=(str(pool),),
+        metadata=str(metadata),
+        out=str(tmp_path / name),
+        t=t,
+        seed=seed,
+        image_column="url",
+        partition_rows=partition_rows,
+    )
     return curate(cfg, client=client, progress=False)
 
 
@@ -316,7 +383,9 @@ def test_one_text_per_image_is_the_smallest_image_score(tmp_path):
     table["score"] = _core.uniforms(np.uint64(3), keys, np.full(len(keys), -1, np.int32))
     candidates = table[table.matched]
     with_image = candidates[candidates.url.notna()]
-    expected = set(with_image.loc[with_image.groupby("url").score.idxmin(), "uid"]) | set(candidates[candidates.url.isna()].uid)
+    expected = set(with_image.loc[with_image.groupby("url").score.idxmin(), "uid"]) | set(
+        candidates[candidates.url.isna()].uid
+    )
     kept = set(pq.read_table(tmp_path / "out" / "kept").column("uid").to_pylist())
     assert kept == expected  # t is huge: every chosen text is kept
     assert summary["rows_same_image_dropped"] == len(candidates) - len(expected)
@@ -326,9 +395,22 @@ def test_image_selection_ignores_partitioning_order_and_cluster(tmp_path):
     distributed = pytest.importorskip("distributed")
     one = curate_images(tmp_path, "one", image_pool(tmp_path / "a.parquet"), t=100)
     curate_images(tmp_path, "many", image_pool(tmp_path / "b.parquet", shuffle_seed=5), t=100, partition_rows=250)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-        curate_images(tmp_path, "cluster", image_pool(tmp_path / "c.parquet", shuffle_seed=6), t=100, partition_rows=400, client=client)
-    kept = {name: set(pq.read_table(tmp_path / name / "kept").column("uid").to_pylist()) for name in ("one", "many", "cluster")}
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        curate_images(
+            tmp_path,
+            "cluster",
+            image_pool(tmp_path / "c.parquet", shuffle_seed=6),
+            t=100,
+            partition_rows=400,
+            client=client,
+        )
+    kept = {
+        name: set(pq.read_table(tmp_path / name / "kept").column("uid").to_pylist())
+        for name in ("one", "many", "cluster")
+    }
     assert kept["one"] == kept["many"] == kept["cluster"] and 0 < len(kept["one"]) < one["rows_matched"]
 
 

@@ -41,8 +41,12 @@ def _write_all_formats(d, texts):
     (d / "b.txt").write_text("\n".join(clean) + "\n", encoding="utf-8")
     with gzip.open(d / "c.txt.gz", "wt", encoding="utf-8") as f:
         f.write("\n".join(clean) + "\n")
-    (d / "d.jsonl").write_text("".join(json.dumps({"text": t, "n": i}) + "\n" for i, t in enumerate(clean)), encoding="utf-8")
-    (d / "e.tsv").write_text("".join(f"{t}\thttp://x/{i}.jpg\n" for i, t in enumerate(clean)), encoding="utf-8")  # CC3M: no header
+    (d / "d.jsonl").write_text(
+        "".join(json.dumps({"text": t, "n": i}) + "\n" for i, t in enumerate(clean)), encoding="utf-8"
+    )
+    (d / "e.tsv").write_text(
+        "".join(f"{t}\thttp://x/{i}.jpg\n" for i, t in enumerate(clean)), encoding="utf-8"
+    )  # CC3M: no header
     pa.csv.write_csv(pa.table({"url": [f"u{i}" for i in range(len(clean))], "text": clean}), d / "f.csv")
     with gzip.open(d / "g.jsonl.gz", "wt", encoding="utf-8") as f:
         f.write("".join(json.dumps({"text": t}) + "\n" for t in clean))
@@ -152,15 +156,32 @@ def test_metadata_with_an_empty_line_names_it(tmp_path):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-c", "from gpu_curate.cli import main; main()", *args], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", "from gpu_curate.cli import main; main()", *args], capture_output=True, text=True
+    )
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["curate", "/nonexistent/pool.parquet", "--metadata", str(METADATA), "--out", "{out}"], "/nonexistent/pool.parquet: no such file or directory"),
+        (
+            ["curate", "/nonexistent/pool.parquet", "--metadata", str(METADATA), "--out", "{out}"],
+            "/nonexistent/pool.parquet: no such file or directory",
+        ),
         (["curate", str(demo_data.POOL), "--metadata", str(METADATA), "--out", "{out}"], "no column 'text'"),
-        (["curate", str(demo_data.POOL), "--metadata", "/nonexistent.json", "--out", "{out}", "--text-column", "TEXT"], "/nonexistent.json"),
+        (
+            [
+                "curate",
+                str(demo_data.POOL),
+                "--metadata",
+                "/nonexistent.json",
+                "--out",
+                "{out}",
+                "--text-column",
+                "TEXT",
+            ],
+            "/nonexistent.json",
+        ),
         (["balance", "{out}"], "no finished pass 1 here"),
     ],
 )
@@ -175,7 +196,9 @@ def test_cli_device_gpu_without_a_gpu_is_one_line(tmp_path):
 
     if gpu_engine.available():
         pytest.skip("a GPU engine is present here")
-    res = _cli("curate", str(demo_data.POOL), "--metadata", str(METADATA), "--out", str(tmp_path / "o"), "--device", "gpu")
+    res = _cli(
+        "curate", str(demo_data.POOL), "--metadata", str(METADATA), "--out", str(tmp_path / "o"), "--device", "gpu"
+    )
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "gpu" in res.stderr.lower()
     assert not (tmp_path / "o").exists()
 

@@ -82,7 +82,16 @@ def mixed(tmp_path_factory):
     rows = [(t, lang) for lang, texts in (("en", en), ("zh", zh), ("nl", nl), ("fr", fr)) for t in texts]
     random.Random(0).shuffle(rows)
     pool = d / "pool.parquet"
-    pq.write_table(pa.table({"caption": [r[0] for r in rows], "language": [r[1] for r in rows], "uid": [f"r{i}" for i in range(len(rows))]}), pool)
+    pq.write_table(
+        pa.table(
+            {
+                "caption": [r[0] for r in rows],
+                "language": [r[1] for r in rows],
+                "uid": [f"r{i}" for i in range(len(rows))],
+            }
+        ),
+        pool,
+    )
     md_dir = d / "metadata"
     md_dir.mkdir()
     (md_dir / "en.txt").write_bytes(shared("metadata/wordnet30_synset_heads.txt").read_bytes())
@@ -101,7 +110,12 @@ def test_mixed_pool_counts_per_language(tmp_path, mixed):
     pool, md_dir, rows = mixed
     summary = run_mixed(mixed, tmp_path / "out", partition_rows=1500)
     table = pq.read_table(tmp_path / "out" / "entry_counts.parquet")
-    assert table.column_names == ["entry_id", "entry", "lang", "count"] or set(table.column_names) == {"entry_id", "entry", "lang", "count"}
+    assert table.column_names == ["entry_id", "entry", "lang", "count"] or set(table.column_names) == {
+        "entry_id",
+        "entry",
+        "lang",
+        "count",
+    }
     for lang in ("en", "nl", "zh"):
         md = gc.Metadata.load(md_dir / f"{lang}.txt", padding="worldwide")
         texts = [t for t, l in rows if l == lang]
@@ -117,7 +131,10 @@ def test_mixed_pool_counts_per_language(tmp_path, mixed):
     assert summary["languages"]["fr"].get("rows_matched", 0) == 0
     counts = table.column("count").to_numpy()
     langs = table.column("lang").to_numpy(zero_copy_only=False)
-    ranges = {lang: (int(np.flatnonzero(langs == lang)[0]), int(np.flatnonzero(langs == lang)[-1]) + 1) for lang in ("en", "nl", "zh")}
+    ranges = {
+        lang: (int(np.flatnonzero(langs == lang)[0]), int(np.flatnonzero(langs == lang)[-1]) + 1)
+        for lang in ("en", "nl", "zh")
+    }
     assert summary["thresholds"] == direct_thresholds(counts, ranges, 50)
 
 
@@ -148,7 +165,14 @@ def test_per_language_parquet_metadata(tmp_path):
     pq.write_table(pa.table({"lang": ["en", "en", "zh"], "entry": ["dog", "cat", "狗"]}), md)
     pool = tmp_path / "pool.parquet"
     pq.write_table(pa.table({"text": ["a dog", "一只狗", "a cat", "狗"], "lang": ["en", "zh", "en", "en"]}), pool)
-    summary = curate(CurateConfig(inputs=(str(pool),), metadata=str(md), out=str(tmp_path / "o"), lang_column="lang", t_en=10), progress=False)
+    summary = curate(
+        CurateConfig(inputs=(str(pool),), metadata=str(md), out=str(tmp_path / "o"), lang_column="lang", t_en=10),
+        progress=False,
+    )
     counts = pq.read_table(tmp_path / "o" / "entry_counts.parquet").to_pandas()
-    assert counts.set_index(["lang", "entry"])["count"].to_dict() == {("en", "dog"): 1, ("en", "cat"): 1, ("zh", "狗"): 1}
+    assert counts.set_index(["lang", "entry"])["count"].to_dict() == {
+        ("en", "dog"): 1,
+        ("en", "cat"): 1,
+        ("zh", "狗"): 1,
+    }
     assert summary["padding"] == "worldwide" and summary["rows_kept"] == 3
