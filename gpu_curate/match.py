@@ -87,12 +87,15 @@ def match_cpu(arr: pa.Array, automaton: Automaton, threads: int | None = None) -
 
 
 def resolve_device(device: Device) -> Literal["cpu", "gpu"]:
+    """`gpu` needs CuPy and a device (Arrow input reaches the GPU without
+    cuDF; a cuDF column brings cuDF with it); `auto` picks the GPU when cuDF,
+    CuPy and a device are all present, as DESIGN.md says."""
     if device == "cpu":
         return "cpu"
     from . import gpu_engine
 
     if device == "gpu":
-        gpu_engine.require()
+        gpu_engine.require(need_cudf=False)
         return "gpu"
     if device == "auto":
         return "gpu" if gpu_engine.available() else "cpu"
