@@ -124,9 +124,12 @@ def _pool_columns(cfg: CurateConfig, part: Partition) -> list[str] | None:
     return list(dict.fromkeys(wanted))
 
 
-def _id_column(cfg: CurateConfig, table: pa.Table) -> str | None:
+def _id_column(cfg: CurateConfig, part: Partition, table: pa.Table) -> str | None:
+    names = pq.read_schema(part.path).names if part.format == "parquet" else table.column_names
     if cfg.id_column == AUTO:
-        return UID if UID in table.column_names else None
+        return UID if UID in names else None
+    if cfg.id_column != UID and UID in names:  # the outputs' uid column would be ambiguous
+        raise InputError(f"{part.path}: has a column {UID!r} but --id-column is {cfg.id_column!r}; use --id-column uid")
     return cfg.id_column
 
 
@@ -200,7 +203,7 @@ def match_partition(part: Partition, cfg: CurateConfig) -> tuple[dict, np.ndarra
         return read_json(marker), *sparse_counts(ids.to_numpy(), load_cached(cfg.metadata_ref).n_entries)
     table = read_partition(part, _pool_columns(cfg, part), cfg.text_column)
     texts, n_invalid = _checked_texts(table, part, cfg)
-    uids = _uids(table, part, _id_column(cfg, table))
+    uids = _uids(table, part, _id_column(cfg, part, table))
     langs = _column(table, part, cfg.lang_column).cast(pa.string()) if cfg.lang_column else None
     res, no_list = load_cached(cfg.metadata_ref).match(texts, langs, cfg.device, cfg.threads)
     lengths = np.diff(res.offsets)

@@ -208,3 +208,20 @@ def test_a_uid_column_is_used_in_text_formats_too(tmp_path):
     pool.write_text('{"text": "a dog", "uid": "first"}\n{"text": "a cat", "uid": "second"}\n', encoding="utf-8")
     curate_here(pool, tmp_path / "out", t=100)
     assert sorted(pq.read_table(tmp_path / "out" / "kept").column("uid").to_pylist()) == ["first", "second"]
+
+
+def test_an_id_column_beside_a_uid_column_is_refused(tmp_path):
+    pool = tmp_path / "pool.parquet"
+    pq.write_table(pa.table({"text": ["a dog"], "uid": ["x"], "key": ["k"]}), pool)
+    with pytest.raises(gc.InputError, match=r"pool.parquet: has a column 'uid' but --id-column is 'key'"):
+        curate_here(pool, tmp_path / "out", id_column="key")
+    summary = curate_here(pool, tmp_path / "ok", id_column="uid", t=100)
+    assert summary["rows_kept"] == 1
+
+
+def test_an_explicit_id_column_becomes_the_uid(tmp_path):
+    pool = tmp_path / "pool.parquet"
+    pq.write_table(pa.table({"text": ["a dog", "a cat"], "key": [7, 9]}), pool)
+    curate_here(pool, tmp_path / "out", id_column="key", t=100)
+    kept = pq.read_table(tmp_path / "out" / "kept")
+    assert sorted(kept.column("uid").to_pylist()) == [7, 9] and "key" in kept.column_names
