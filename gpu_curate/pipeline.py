@@ -18,6 +18,7 @@ outputs depend only on (pool, metadata, t, seed): sampling is a hash of
 from __future__ import annotations
 
 import hashlib
+import logging
 import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -662,7 +663,11 @@ def make_client(
         except ImportError:
             raise InputError("--device gpu needs dask-cuda for its cluster: pip install 'gpu_curate[gpu]'") from None
         return Client(
-            LocalCUDACluster(memory_limit=memory_limit, **{k: v for k, v in cuda_options.items() if v is not None})
+            LocalCUDACluster(
+                memory_limit=memory_limit,
+                silence_logs=logging.CRITICAL,
+                **{k: v for k, v in cuda_options.items() if v is not None},
+            )
         )
     from .match import default_threads
 
@@ -674,5 +679,6 @@ def make_client(
         memory_limit=memory_limit,
         processes=True,
         dashboard_address=None,
+        silence_logs=logging.CRITICAL,  # a failed task's error reaches the user once, from the client
     )
     return Client(cluster)

@@ -225,3 +225,11 @@ def test_an_explicit_id_column_becomes_the_uid(tmp_path):
     curate_here(pool, tmp_path / "out", id_column="key", t=100)
     kept = pq.read_table(tmp_path / "out" / "kept")
     assert sorted(kept.column("uid").to_pylist()) == [7, 9] and "key" in kept.column_names
+
+
+def test_a_task_error_on_the_cluster_is_one_line_too(tmp_path):
+    res = _cli("curate", str(demo_data.POOL), "--metadata", str(METADATA), "--out", str(tmp_path / "o"), "--quiet")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        f"gpu-curate: error: {demo_data.POOL}: no column 'text' (columns: URL, TEXT)"
+    ]
