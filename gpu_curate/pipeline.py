@@ -443,9 +443,12 @@ def curate(cfg: CurateConfig, client=None, progress: bool = True, log: Callable[
     lay.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic({"pass1": identity, "config": _jsonable(cfg)}, lay.run)
     parts = plan_partitions(files, cfg.partition_rows)
-    log(
-        f"{len(files)} files, {len(parts)} partitions, {mdset.n_entries} entries ({', '.join(l or 'one list' for l in mdset.lists)})"
-    )
+    lists = ", ".join(lang or "one list" for lang in mdset.lists)
+    log(f"{len(files)} files, {len(parts)} partitions, {mdset.n_entries:,} entries ({lists})")
+    started = time.perf_counter()
+    for lang in mdset.lists:  # built once here, so local workers load it from the disk cache
+        mdset.automaton(lang)
+    log(f"automata ready in {time.perf_counter() - started:.1f} s")
 
     executor = Executor(client, progress)
     started = time.perf_counter()
