@@ -1,13 +1,13 @@
 """Pool files in, shards out.
 
 A pool is one or more files (parquet, jsonl, csv/tsv, txt; each optionally
-.gz), directories or globs. It is cut into partitions: row ranges of at most
-`partition_rows` rows of a parquet file (reading only the row groups that
-overlap), or one whole text-format file (shard big text files, as
-img2dataset does). Each partition is read on its own, so
-memory is bounded by the partition, never by the pool. Outputs are written
-to a temporary name and renamed, so a crash never leaves a shard that looks
-complete.
+.gz), directories or globs. It is cut into partitions of at most
+`partition_rows` rows: row ranges of a parquet file (reading only the row
+groups that overlap), line ranges of an uncompressed txt/tsv file (found by
+one streaming pass over its newlines), or one whole csv, jsonl or .gz file.
+Each partition is read on its own, so memory is bounded by the partition,
+never by the pool. Outputs are written to a temporary name and renamed, so a
+crash never leaves a shard that looks complete.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
@@ -78,30 +79,77 @@ class Partition:
     name: str  # path relative to the pool's common root: the derived-uid prefix
     format: str
     first_row: int  # row number in the file of the partition's first row
-    num_rows: int | None  # parquet only; None: the whole file
+    num_rows: int | None  # None: to the end of the file
+    byte_range: tuple[int, int] | None = None  # txt/tsv: the bytes of whole lines this partition reads
 
     @property
     def shard(self) -> str:
         return f"part-{self.index:06d}"
 
 
-def plan_partitions(files: list[Path], partition_rows: int) -> list[Partition]:
-    """Cut the pool into partitions of about `partition_rows` rows."""
+def plan_partitions(files: list[Path], partition_rows: int, text_column: str = TXT_COLUMN) -> list[Partition]:
+    """Cut the pool into partitions of at most `partition_rows` rows: row
+    ranges of parquet files, line ranges of uncompressed txt/tsv files, whole
+    files otherwise."""
     root = Path(os.path.commonpath([str(f.resolve().parent) for f in files])) if files else Path(".")
     parts: list[Partition] = []
     for f in files:
         fmt = file_format(f)
         name = str(f.resolve().relative_to(root))
-        if fmt != "parquet":
+        if fmt == "parquet":
+            try:
+                total = pq.ParquetFile(f).metadata.num_rows
+            except (pa.ArrowInvalid, OSError) as e:
+                raise InputError(f"{f}: not a readable parquet file ({_one_line(e)})") from None
+            for first in range(0, max(total, 1), partition_rows):
+                parts.append(Partition(len(parts), str(f), name, fmt, first, min(partition_rows, total - first)))
+        elif fmt in LINE_FORMATS and f.suffix.lower() != ".gz":
+            skip_header = fmt == "tsv" and _has_header(f, text_column)
+            for start, end, first, num in line_ranges(f, partition_rows, skip_header):
+                parts.append(Partition(len(parts), str(f), name, fmt, first, num, (start, end)))
+        else:
             parts.append(Partition(len(parts), str(f), name, fmt, 0, None))
-            continue
-        try:
-            total = pq.ParquetFile(f).metadata.num_rows
-        except (pa.ArrowInvalid, OSError) as e:
-            raise InputError(f"{f}: not a readable parquet file ({_one_line(e)})") from None
-        for first in range(0, max(total, 1), partition_rows):
-            parts.append(Partition(len(parts), str(f), name, fmt, first, min(partition_rows, total - first)))
     return parts
+
+
+# Formats whose rows are exactly their lines (blank lines too), so a file can be
+# cut at line ends and row numbers stay those of the whole file. csv may quote
+# newlines; the jsonl reader skips blank lines; .gz cannot seek.
+LINE_FORMATS = ("txt", "tsv")
+_BLOCK = 1 << 26
+
+
+def line_ranges(path: Path, rows: int, skip_header: bool) -> list[tuple[int, int, int, int]]:
+    """(byte start, byte end, first row, rows) of consecutive runs of at most
+    `rows` whole lines, found with one streaming pass over the file."""
+    size = path.stat().st_size
+    ranges: list[tuple[int, int, int, int]] = []
+    start = first = seen = pos = 0  # open range's byte start and first row; complete lines seen; block offset
+    with open(path, "rb") as f:
+        if skip_header:
+            start = pos = len(f.readline())
+        while block := f.read(_BLOCK):
+            ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10) + (pos + 1)  # just past each newline
+            for i in range(rows - (seen - first) - 1, len(ends), rows):  # the newlines that close a range
+                ranges.append((start, int(ends[i]), first, rows))
+                start, first = int(ends[i]), first + rows
+            seen += len(ends)
+            pos += len(block)
+    if start < size or not ranges:  # the rest; its last line may lack a newline
+        partial = 1 if start < size and not _ends_with_newline(path, size) else 0
+        ranges.append((start, size, first, seen - first + partial))
+    return ranges
+
+
+def _ends_with_newline(path: Path, size: int) -> bool:
+    with open(path, "rb") as f:
+        f.seek(size - 1)
+        return f.read(1) == b"\n"
+
+
+def _has_header(path: Path, text_column: str) -> bool:
+    with _open(path) as f:
+        return text_column in f.readline().rstrip(b"\r\n").decode("utf-8", "replace").split("\t")
 
 
 def read_partition(part: Partition, columns: list[str] | None, text_column: str) -> pa.Table:
@@ -112,11 +160,11 @@ def read_partition(part: Partition, columns: list[str] | None, text_column: str)
         if part.format == "parquet":
             return _read_parquet_rows(path, part.first_row, part.num_rows, columns)
         if part.format == "txt":
-            table = pa.table({TXT_COLUMN: _read_lines(path)})
+            table = pa.table({TXT_COLUMN: _lines(_read_bytes(path, part.byte_range))})
         elif part.format == "jsonl":
             table = pajson.read_json(path)
         else:
-            table = _read_delimited(path, part.format, text_column)
+            table = _read_delimited(path, part.format, text_column, part.byte_range)
     except InputError:
         raise
     except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError, ValueError) as e:
@@ -156,29 +204,43 @@ def _open(path: Path):
     return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
 
 
-def _read_lines(path: Path) -> pa.Array:
+def _read_bytes(path: Path, byte_range: tuple[int, int] | None) -> bytes:
     with _open(path) as f:
-        lines = f.read().split(b"\n")
+        if byte_range is None:
+            return f.read()
+        f.seek(byte_range[0])
+        return f.read(byte_range[1] - byte_range[0])
+
+
+def _lines(data: bytes) -> pa.Array:
+    lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     return pa.array([ln[:-1] if ln.endswith(b"\r") else ln for ln in lines], type=pa.large_binary())
 
 
-def _read_delimited(path: Path, fmt: str, text_column: str) -> pa.Table:
+def _read_delimited(path: Path, fmt: str, text_column: str, byte_range: tuple[int, int] | None = None) -> pa.Table:
     """CSV with a header row; TSV with a header row, or headerless as
     `text<TAB>url<TAB>...` when its first row does not name `text_column`
-    (CC3M's layout)."""
+    (CC3M's layout). A TSV line range is parsed with the file's column names.
+    Blank TSV lines are rows (of empty values), so rows are lines."""
     delimiter = "\t" if fmt == "tsv" else ","
-    parse = pacsv.ParseOptions(delimiter=delimiter, quote_char=False if fmt == "tsv" else '"', newlines_in_values=fmt == "csv")
+    parse = pacsv.ParseOptions(
+        delimiter=delimiter,
+        quote_char=False if fmt == "tsv" else '"',
+        newlines_in_values=fmt == "csv",
+        ignore_empty_lines=fmt != "tsv",
+    )
     with _open(path) as f:
         head = f.readline().rstrip(b"\r\n").split(delimiter.encode())
     names = [h.decode("utf-8", "replace") for h in head]
-    read = pacsv.ReadOptions(block_size=1 << 26)
-    if fmt == "tsv" and text_column not in names:
-        names = [text_column, "url"] + [f"column_{i}" for i in range(2, len(head))]
-        read = pacsv.ReadOptions(column_names=names[: len(head)], block_size=1 << 26)
+    headerless = fmt == "tsv" and text_column not in names
+    if headerless:
+        names = ([text_column, "url"] + [f"column_{i}" for i in range(2, len(head))])[: len(head)]
+    read = pacsv.ReadOptions(block_size=1 << 26, column_names=names if headerless or byte_range else None)
     convert = pacsv.ConvertOptions(column_types={text_column: pa.large_binary()}, strings_can_be_null=False)
-    return pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+    source = path if byte_range is None else pa.BufferReader(_read_bytes(path, byte_range))
+    return pacsv.read_csv(source, read_options=read, parse_options=parse, convert_options=convert)
 
 
 def read_table(path: str | Path, columns: list[str] | None = None, text_column: str = TXT_COLUMN) -> pa.Table:

@@ -442,7 +442,7 @@ def curate(cfg: CurateConfig, client=None, progress: bool = True, log: Callable[
         )
     lay.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic({"pass1": identity, "config": _jsonable(cfg)}, lay.run)
-    parts = plan_partitions(files, cfg.partition_rows)
+    parts = plan_partitions(files, cfg.partition_rows, cfg.text_column)
     lists = ", ".join(lang or "one list" for lang in mdset.lists)
     log(f"{len(files)} files, {len(parts)} partitions, {mdset.n_entries:,} entries ({lists})")
     started = time.perf_counter()
@@ -482,7 +482,7 @@ def balance(
     cfg = replace(
         cfg, out=str(lay.out), **{k: v for k, v in (("t", t), ("t_en", t_en), ("seed", seed)) if v is not None}
     )
-    parts = plan_partitions(expand_inputs(list(cfg.inputs)), cfg.partition_rows)
+    parts = plan_partitions(expand_inputs(list(cfg.inputs)), cfg.partition_rows, cfg.text_column)
     pass1 = Totals()
     for part in parts:
         marker = lay.marker("matches", part)

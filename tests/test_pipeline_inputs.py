@@ -10,6 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gpu_curate as gc
 from gpu_curate import demo_data
@@ -233,3 +235,55 @@ def test_a_task_error_on_the_cluster_is_one_line_too(tmp_path):
     assert res.stderr.strip().splitlines() == [
         f"gpu-curate: error: {demo_data.POOL}: no column 'text' (columns: URL, TEXT)"
     ]
+
+
+# -- line ranges of big text files ------------------------------------------------------
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(st.sampled_from(["", "a", "bb b", "x\r", "ü\tz"]), max_size=30),
+    final_newline=st.booleans(),
+    header=st.booleans(),
+    rows=st.integers(1, 8),
+    block=st.sampled_from([1, 2, 3, 7, 64, 1 << 20]),
+)
+def test_line_ranges_cover_the_file_in_whole_lines(tmp_path_factory, lines, final_newline, header, rows, block):
+    from gpu_curate import io
+
+    body = ("\n".join(lines) + ("\n" if final_newline and lines else "")).encode()
+    data = (b"text\tu\n" if header else b"") + body
+    path = tmp_path_factory.mktemp("ranges") / "f.tsv"
+    path.write_bytes(data)
+    io._BLOCK, saved = block, io._BLOCK
+    try:
+        ranges = io.line_ranges(path, rows, skip_header=header)
+    finally:
+        io._BLOCK = saved
+    assert b"".join(data[s:e] for s, e, _, _ in ranges) == body
+    first = 0
+    for s, e, first_row, n in ranges:
+        chunk = data[s:e].split(b"\n")
+        if chunk[-1] == b"":
+            chunk.pop()
+        assert (first_row, n) == (first, len(chunk)) and n <= rows
+        first += n
+
+
+@pytest.mark.parametrize("fmt", ["txt", "tsv", "tsv-header"])
+def test_big_text_files_split_into_line_ranges_with_the_same_result(tmp_path, texts, fmt):
+    lines = [t.replace("\t", " ").replace("\n", " ").replace("\r", " ") for t in texts]
+    lines[5] = lines[17] = ""  # blank lines are rows too
+    path = tmp_path / f"pool.{fmt[:3]}"
+    if fmt == "txt":
+        path.write_text("\n".join(lines), encoding="utf-8")  # no final newline
+    else:
+        header = "text\turl\n" if fmt == "tsv-header" else ""
+        path.write_text(header + "".join(f"{t}\thttp://x/{i}\r\n" for i, t in enumerate(lines)), encoding="utf-8")
+    whole = curate_here(path, tmp_path / "whole", partition_rows=10**6)
+    split = curate_here(path, tmp_path / "split", partition_rows=97)
+    assert len(split["files"]) == 1 and len(list((tmp_path / "split" / "matches").glob("part-*.parquet"))) == 16
+    assert whole["rows_in"] == split["rows_in"] == len(lines)
+    assert np.array_equal(counts(tmp_path / "whole"), counts(tmp_path / "split"))
+    a = pq.read_table(tmp_path / "whole" / "kept").sort_by("uid")
+    assert a.num_rows > 0 and a.equals(pq.read_table(tmp_path / "split" / "kept").sort_by("uid"))
+    texts_by_row = {f"{path.name}:{i}": t for i, t in enumerate(lines)}
+    assert all(texts_by_row[u] == t for u, t in zip(a.column("uid").to_pylist(), a.column("text").to_pylist()))
