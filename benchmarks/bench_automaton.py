@@ -115,8 +115,10 @@ def main(argv=None) -> int:
         cases.append((f"{size // 1_000_000}M generated", str(path)))
 
     print()
-    print("| case | entries | padding | Metadata() s | Automaton.build s | peak RSS GiB | RSS before build GiB"
-          " | tables MiB |")
+    print(
+        "| case | entries | padding | Metadata() s | Automaton.build s | peak RSS GiB | RSS before build GiB"
+        " | tables MiB |"
+    )
     print("|---|---:|---|---:|---:|---:|---:|---:|")
     failed = False
     for case, entries in cases:
@@ -127,8 +129,10 @@ def main(argv=None) -> int:
             failed = True
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"| {case} | {r['entries']:,} | {r['padding']} | {r['metadata_s']:.2f} | {r['build_s']:.2f} | "
-              f"{r['peak_rss_gib']:.2f} | {r['rss_before_build_gib']:.2f} | {r['tables_mib']:.0f} |")
+        print(
+            f"| {case} | {r['entries']:,} | {r['padding']} | {r['metadata_s']:.2f} | {r['build_s']:.2f} | "
+            f"{r['peak_rss_gib']:.2f} | {r['rss_before_build_gib']:.2f} | {r['tables_mib']:.0f} |"
+        )
         common.append_json(args.json, {"benchmark": "automaton", "machine": info, "seed": args.seed, **r})
     return 1 if failed else 0
 

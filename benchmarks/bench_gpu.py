@@ -135,8 +135,8 @@ def main(argv=None) -> int:
         subprocess.run(
             [
                 sys.executable,
-                "-c",
-                "from gpu_curate.cli import main; main()",
+                "-m",
+                "gpu_curate",
                 "curate",
                 str(pool),
                 "--metadata",

@@ -154,8 +154,10 @@ def main(argv=None) -> int:
     texts = common.english_texts(args.texts, args.seed)
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     mb = n_bytes / 1e6
-    print(f"# {len(texts):,} texts ({mb:.1f} MB UTF-8, {n_bytes / len(texts):.1f} B/text), "
-          f"English pools resampled with seed {args.seed}; metadata {Path(args.metadata).name}")
+    print(
+        f"# {len(texts):,} texts ({mb:.1f} MB UTF-8, {n_bytes / len(texts):.1f} B/text), "
+        f"English pools resampled with seed {args.seed}; metadata {Path(args.metadata).name}"
+    )
 
     md = gc.Metadata.load(args.metadata)
     t_build, _, automaton = best_of(1, lambda: Automaton.build(md))
@@ -181,8 +183,10 @@ def main(argv=None) -> int:
         del res
 
     pairs = int(ref_offsets[-1])
-    print(f"# answers: {pairs:,} (text, entry) pairs; list -> Arrow conversion {t_arrow:.2f} s "
-          f"(not in gpu_curate's times below)")
+    print(
+        f"# answers: {pairs:,} (text, entry) pairs; list -> Arrow conversion {t_arrow:.2f} s "
+        f"(not in gpu_curate's times below)"
+    )
     print()
     print("| engine | threads | best s | texts/s | MB/s | vs baseline | per core vs baseline | exact |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
@@ -190,16 +194,40 @@ def main(argv=None) -> int:
     for name, threads, t, runs, ok in rows:
         rate = len(texts) / t
         ratio = t_base / t
-        print(f"| {name} | {threads} | {t:.3f} | {rate:,.0f} | {mb / t:.1f} | {ratio:.1f}x | "
-              f"{ratio / threads:.1f}x | {'yes' if ok else 'NO'} |")
-        record_rows.append({"engine": name, "threads": threads, "best_s": t, "runs_s": runs,
-                            "texts_per_s": rate, "mb_per_s": mb / t, "ratio": ratio, "exact": ok})
+        print(
+            f"| {name} | {threads} | {t:.3f} | {rate:,.0f} | {mb / t:.1f} | {ratio:.1f}x | "
+            f"{ratio / threads:.1f}x | {'yes' if ok else 'NO'} |"
+        )
+        record_rows.append(
+            {
+                "engine": name,
+                "threads": threads,
+                "best_s": t,
+                "runs_s": runs,
+                "texts_per_s": rate,
+                "mb_per_s": mb / t,
+                "ratio": ratio,
+                "exact": ok,
+            }
+        )
     exact = all(r[4] for r in rows)
-    common.append_json(args.json, {
-        "benchmark": "match", "machine": info, "texts": len(texts), "bytes": n_bytes, "seed": args.seed,
-        "metadata": Path(args.metadata).name, "pairs": pairs, "build_s": t_build, "aho_build_s": t_aho_build,
-        "list_to_arrow_s": t_arrow, "rows": record_rows, "exact": exact,
-    })
+    common.append_json(
+        args.json,
+        {
+            "benchmark": "match",
+            "machine": info,
+            "texts": len(texts),
+            "bytes": n_bytes,
+            "seed": args.seed,
+            "metadata": Path(args.metadata).name,
+            "pairs": pairs,
+            "build_s": t_build,
+            "aho_build_s": t_aho_build,
+            "list_to_arrow_s": t_arrow,
+            "rows": record_rows,
+            "exact": exact,
+        },
+    )
     if not exact:
         print("\nMISMATCH: an engine's match sets differ from the baseline's", file=sys.stderr)
         return 1

@@ -100,8 +100,8 @@ def run_gpu_curate(pool: Path, metadata: Path, out: Path, t: float, workers: int
     shutil.rmtree(out, ignore_errors=True)
     cmd = [
         sys.executable,
-        "-c",
-        "from gpu_curate.cli import main; main()",
+        "-m",
+        "gpu_curate",
         "curate",
         str(pool),
         "--metadata",

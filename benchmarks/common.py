@@ -81,8 +81,11 @@ def combine_words(words: pa.Array, n: int, lengths: list[int], weights: list[flo
         within = np.arange(int(piece.sum())) - piece_start[owner]
         is_sep = within < lead[owner]
         src = off[w][owner] + within - lead[owner]
-        out = np.where(is_sep, sep_bytes[np.minimum(within, max(len(sep_bytes) - 1, 0))] if len(sep_bytes) else 0,
-                       data[np.where(is_sep, 0, src)]).astype(np.uint8)
+        out = np.where(
+            is_sep,
+            sep_bytes[np.minimum(within, max(len(sep_bytes) - 1, 0))] if len(sep_bytes) else 0,
+            data[np.where(is_sep, 0, src)],
+        ).astype(np.uint8)
         entry_len = np.add.reduceat(piece, np.flatnonzero(first))
         offsets = np.concatenate([[0], np.cumsum(entry_len)]).astype(np.int64)
         chunks.append(pa.LargeStringArray.from_buffers(m, pa.py_buffer(offsets), pa.py_buffer(out)))
@@ -152,10 +155,15 @@ def machine_info() -> dict:
 
 
 def print_machine(info: dict) -> None:
-    print(f"# {info['date_utc']} UTC | {info['cpu']} | {info['usable_cpus']}/{info['logical_cpus']} CPUs | "
-          f"{info['memory_gib']} GiB | {info['os']}")
-    print(f"# Python {info['python']} | " + ", ".join(f"{k} {v}" for k, v in info["versions"].items())
-          + f" | commit {info['commit']}")
+    print(
+        f"# {info['date_utc']} UTC | {info['cpu']} | {info['usable_cpus']}/{info['logical_cpus']} CPUs | "
+        f"{info['memory_gib']} GiB | {info['os']}"
+    )
+    print(
+        f"# Python {info['python']} | "
+        + ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+        + f" | commit {info['commit']}"
+    )
 
 
 def append_json(path: str | None, record: dict) -> None:

@@ -109,7 +109,9 @@ ALPHABET = st.sampled_from(list("ab c,.;:?!`'\t\n\r-") + ["é", "中", "国", "�
 
 
 @pytest.mark.gpu
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(
     entries=st.lists(st.text(alphabet=ALPHABET, min_size=1, max_size=6).filter(str.strip), min_size=1, max_size=12),
     texts=st.lists(st.one_of(st.none(), st.text(alphabet=ALPHABET, max_size=40)), max_size=40),
@@ -142,7 +144,9 @@ def automata():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("meta,padding,corpus,column", REAL, ids=[f"{r[0].split('/')[1]}-{r[2].split('/')[1]}" for r in REAL])
+@pytest.mark.parametrize(
+    "meta,padding,corpus,column", REAL, ids=[f"{r[0].split('/')[1]}-{r[2].split('/')[1]}" for r in REAL]
+)
 def test_real_data_equals_cpu(gpu, automata, meta, padding, corpus, column):
     automaton = automata(meta, padding)
     texts = read_lines(corpus, column)

@@ -47,6 +47,7 @@ def test_nvcc_compiles_every_kernel_for_sm90(tmp_path):
     expected = {"count_matches": 2, "write_matches": 2, "compact_matches": 1, "keep_rows": 1, "hash_rows": 2}
     assert {name: sum(name in e for e in entries) for name in expected} == expected, entries
 
+
 def test_nvrtc_compiles_the_source_gpu_engine_loads():
     nvrtc = pytest.importorskip(
         "cupy_backends.cuda.libs.nvrtc", reason="CuPy (with NVRTC) not installed", exc_type=ImportError
@@ -128,4 +129,7 @@ def test_shared_headers_compile_warning_free_on_the_host(tmp_path):
         "long count(const gc::Tables& t, const gc::StringColumn<int64_t>& c) { Count e; gc::match_row(t, c, 0, e); return e.n; }\n"
         "bool keep(const int32_t* ids, const double* p) { return gc::keep_row(1, 2, ids, 1, p); }\n"
     )
-    _run([gxx, "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{KERNEL_DIR}", "-c", driver, "-o", tmp_path / "d.o"], tmp_path)
+    _run(
+        [gxx, "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{KERNEL_DIR}", "-c", driver, "-o", tmp_path / "d.o"],
+        tmp_path,
+    )

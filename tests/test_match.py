@@ -24,7 +24,13 @@ CASES = [
     ("leading-space entry", [" dog"], "metaclip1", ["a  dog", "a dog"], [[0], []]),
     ("punct entry", ["!", "?"], "metaclip1", ["wow!", "what?!"], [[0], [0, 1]]),
     ("CJK unpadded", ["中国", "好"], "worldwide", ["我爱中国", "中国人", "好"], [[0], [0], [1]]),
-    ("worldwide mixed ends", ["dog-", "中国 man", "man 中"], "worldwide", ["a dog-lover", "hotdog-", "中国 man", "a man 中国"], [[0], [], [1], [2]]),
+    (
+        "worldwide mixed ends",
+        ["dog-", "中国 man", "man 中"],
+        "worldwide",
+        ["a dog-lover", "hotdog-", "中国 man", "a man 中国"],
+        [[0], [], [1], [2]],
+    ),
     ("worldwide thai", ["สวัสดี"], "worldwide", ["ไทยสวัสดีครับ"], [[0]]),
 ]
 

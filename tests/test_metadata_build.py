@@ -90,7 +90,10 @@ def test_chars_segmenter():
 
 def test_counts_do_not_depend_on_partitioning(tmp_path):
     lines = [f"w{i % 7} w{i % 5} w{i % 3}, w{i % 2}" for i in range(300)]
-    corpus = [write(tmp_path / "a.txt", "\n".join(lines[:150]) + "\n"), write(tmp_path / "b.txt", "\n".join(lines[150:]))]
+    corpus = [
+        write(tmp_path / "a.txt", "\n".join(lines[:150]) + "\n"),
+        write(tmp_path / "b.txt", "\n".join(lines[150:])),
+    ]
     one = mb.count_corpus(corpus, scheduler="synchronous", blocksize="64MiB")
     many = mb.count_corpus(corpus, scheduler="processes", blocksize="200B")  # ~20 partitions, 2 processes
     assert [counts_dict(t) for t in one] == [counts_dict(t) for t in many]
@@ -99,7 +102,9 @@ def test_counts_do_not_depend_on_partitioning(tmp_path):
 
 def test_plugin_segmenter(tmp_path):
     uni, bi = mb.count_corpus(
-        [write(tmp_path / "c.txt", "new york|is||big\n")], segmenter="test_metadata_build:split_on_pipe", scheduler="synchronous"
+        [write(tmp_path / "c.txt", "new york|is||big\n")],
+        segmenter="test_metadata_build:split_on_pipe",
+        scheduler="synchronous",
     )
     assert counts_dict(uni) == {"new": 1, "york": 1, "is": 1, "big": 1}  # tokens split again on whitespace
     assert counts_dict(bi) == {"new york": 1, "york is": 1, "is big": 1}
@@ -168,7 +173,9 @@ def test_never_match_agrees_with_the_oracle(entry, witness):
 
 
 def test_stats_flags_never_matching_entries(tmp_path):
-    path = write(tmp_path / "m.json", json.dumps(["St. Louis", "dog", "dog", "x . y", "a.m.", "hot dog", "new york city"]))
+    path = write(
+        tmp_path / "m.json", json.dumps(["St. Louis", "dog", "dog", "x . y", "a.m.", "hot dog", "new york city"])
+    )
     s = mb.metadata_stats(path)
     assert (s.entries, s.distinct, s.duplicate_copies) == (7, 6, 1)
     assert s.duplicate_examples == [("dog", 2)]
@@ -231,7 +238,7 @@ def test_cli_per_language_outputs(tmp_path):
 
 
 def test_cli_errors_are_one_line(tmp_path):
-    cmd = [sys.executable, "-c", "from gpu_curate.cli import main; main()", "metadata", "build"]
+    cmd = [sys.executable, "-m", "gpu_curate", "metadata", "build"]
     cmd += ["--out", str(tmp_path / "m.json"), "--wordnet-dir", str(tmp_path)]
     res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
@@ -273,7 +280,21 @@ def test_wordnet_heads_equal_the_reference_set():
 def test_stats_with_a_pool_reports_what_the_entries_hit(tmp_path):
     from gpu_curate import demo_data
 
-    res = runner.invoke(app, ["metadata", "stats", str(demo_data.METADATA), "--pool", str(demo_data.POOL), "--text-column", "TEXT", "--json", "--examples", "3"])
+    res = runner.invoke(
+        app,
+        [
+            "metadata",
+            "stats",
+            str(demo_data.METADATA),
+            "--pool",
+            str(demo_data.POOL),
+            "--text-column",
+            "TEXT",
+            "--json",
+            "--examples",
+            "3",
+        ],
+    )
     assert res.exit_code == 0, res.output
     hits = json.loads(res.output.strip().splitlines()[-1])
     texts = pq.read_table(demo_data.POOL).column("TEXT")

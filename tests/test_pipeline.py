@@ -43,6 +43,26 @@ def run(pool, out, client=None, **kw):
     return curate(cfg, client=client, progress=False)
 
 
+def curate_command(pool, out, *options) -> list[str]:
+    """`gpu-curate curate` of the demo metadata with the module's t and seed, as a subprocess command."""
+    metadata = ["--metadata", str(demo_data.METADATA), "--text-column", "TEXT"]
+    return [
+        sys.executable,
+        "-m",
+        "gpu_curate",
+        "curate",
+        str(pool),
+        *metadata,
+        "--t",
+        str(T),
+        "--seed",
+        "7",
+        "--out",
+        str(out),
+        *options,
+    ]
+
+
 def kept(out) -> pa.Table:
     return pq.read_table(out / "kept").sort_by("uid")
 
@@ -141,27 +161,7 @@ def test_derived_uids_name_file_and_row(tmp_path):
 def test_resume_after_kill_loses_nothing(tmp_path, reference):
     pool = make_pool(tmp_path / "pool", n_files=2)
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-c",
-        "from gpu_curate.cli import main; main()",
-        "curate",
-        str(pool),
-        "--metadata",
-        str(demo_data.METADATA),
-        "--text-column",
-        "TEXT",
-        "--t",
-        str(T),
-        "--seed",
-        "7",
-        "--out",
-        str(out),
-        "--partition-size",
-        "10",
-        "--in-process",
-        "--quiet",
-    ]
+    cmd = curate_command(pool, out, "--partition-size", "10", "--in-process", "--quiet")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while len(list((out / "matches").glob("_part-*.json"))) < 20 and proc.poll() is None and time.time() < deadline:
@@ -314,26 +314,7 @@ def test_cli_on_an_existing_scheduler(tmp_path, reference):
     pool = make_pool(tmp_path / "pool", n_files=2)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         res = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "from gpu_curate.cli import main; main()",
-                "curate",
-                str(pool),
-                "--metadata",
-                str(demo_data.METADATA),
-                "--text-column",
-                "TEXT",
-                "--t",
-                str(T),
-                "--seed",
-                "7",
-                "--out",
-                str(tmp_path / "out"),
-                "--scheduler-address",
-                cluster.scheduler_address,
-                "--quiet",
-            ],
+            curate_command(pool, tmp_path / "out", "--scheduler-address", cluster.scheduler_address, "--quiet"),
             capture_output=True,
             text=True,
         )

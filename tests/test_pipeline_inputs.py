@@ -158,9 +158,7 @@ def test_metadata_with_an_empty_line_names_it(tmp_path):
 
 
 def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-c", "from gpu_curate.cli import main; main()", *args], capture_output=True, text=True
-    )
+    return subprocess.run([sys.executable, "-m", "gpu_curate", *args], capture_output=True, text=True)
 
 
 @pytest.mark.parametrize(
