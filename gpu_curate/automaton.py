@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import itertools
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from . import _core
+from .io import write_atomic
 from .metadata import Metadata, string_buffers
 
 FORMAT_VERSION = 2
@@ -80,15 +80,12 @@ class Automaton:
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash never leaves a truncated cache file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a name
                 np.savez(f, **self.tables)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        write_atomic(path, write)
 
 
 # -- hash tables ----------------------------------------------------------------

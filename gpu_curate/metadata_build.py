@@ -53,6 +53,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import CurateError, MetadataError
+from .io import write_atomic
 from .metadata import CJK_LIKE_CHARS, CJK_LIKE_RANGES, Metadata
 
 WRAPPED_MARKS = ",.;:?!`"  # the marks the spacing rule (SPEC section 2) surrounds with spaces
@@ -548,22 +549,11 @@ def _underscores_to_spaces(table: pa.Table) -> pa.Table:
 
 # -- output -------------------------------------------------------------------------------
 def _write_atomic(path: Path, chunks: Iterable[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.writelines(chunks)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    write_atomic(path, write)
 
 
 def write_entries(entries: Sequence[str], path: str | Path) -> None:

@@ -40,6 +40,7 @@ from .io import (
     plan_partitions,
     read_json,
     read_partition,
+    write_atomic,
     write_json_atomic,
     write_parquet_atomic,
 )
@@ -641,9 +642,12 @@ def write_datacomp_subset(kept_dir: Path, path: str) -> None:
     for shard in sorted(Path(kept_dir).glob("part-*.parquet")):
         uids.extend(pq.read_table(shard, columns=[UID]).column(0).to_pylist())
     subset = datacomp_uids(uids)
-    from .io import _atomic
 
-    _atomic(Path(path), lambda tmp: np.save(open(tmp, "wb"), subset))
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a name
+            np.save(f, subset, allow_pickle=False)
+
+    write_atomic(path, write)
 
 
 # -- clusters -------------------------------------------------------------------------

@@ -3,6 +3,7 @@ crash; counts and per-file totals right; sampling statistically right."""
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -401,3 +402,12 @@ def test_rebalancing_with_another_seed_chooses_again(tmp_path):
     curate_images(tmp_path, "b", pool, seed=2)
     balance(tmp_path / "a", seed=2, progress=False)
     assert kept(tmp_path / "a").equals(kept(tmp_path / "b"))
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path):
+    """Atomic writes go through mkstemp (mode 0600); outputs must still be readable as usual."""
+    mask = os.umask(0)
+    os.umask(mask)
+    run(make_pool(tmp_path / "pool"), tmp_path / "out", partition_rows=1000)
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert files and {p.stat().st_mode & 0o777 for p in files} == {0o666 & ~mask}
