@@ -1,8 +1,8 @@
 """gpu_curate: MetaCLIP-style curation of image-text pools, exact on CPU and GPU.
 
-    import gpu_curate as gc
-    md = gc.Metadata.load("entries.json")
-    res = gc.match(["a photo of a dog"], md)
+import gpu_curate as gc
+md = gc.Metadata.load("entries.json")
+res = gc.match(["a photo of a dog"], md)
 """
 
 from .automaton import Automaton

@@ -39,7 +39,9 @@ def threshold_for_share(counts: np.ndarray, share: float) -> int | None:
     return int(c[np.argmin(np.abs(cumulative - share))])  # argmin: first, i.e. smallest, on ties
 
 
-def worldwide_thresholds(counts: np.ndarray, ranges: dict[str, tuple[int, int]], t_en: float) -> dict[str, float | None]:
+def worldwide_thresholds(
+    counts: np.ndarray, ranges: dict[str, tuple[int, int]], t_en: float
+) -> dict[str, float | None]:
     """t per language: English keeps t_en; every other language gets the
     count matching English's tail share (MetaCLIP 2)."""
     if "en" not in ranges:

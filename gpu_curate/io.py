@@ -105,7 +105,7 @@ def plan_partitions(files: list[Path], partition_rows: int, text_column: str = T
             for first in range(0, max(total, 1), partition_rows):
                 parts.append(Partition(len(parts), str(f), name, fmt, first, min(partition_rows, total - first)))
         elif fmt in LINE_FORMATS and f.suffix.lower() != ".gz":
-            skip_header = fmt == "tsv" and _has_header(f, text_column)
+            skip_header = fmt == "tsv" and _column_names(f, fmt, text_column)[1]
             for start, end, first, num in line_ranges(f, partition_rows, skip_header):
                 parts.append(Partition(len(parts), str(f), name, fmt, first, num, (start, end)))
         else:
@@ -148,9 +148,16 @@ def _ends_with_newline(path: Path, size: int) -> bool:
         return f.read(1) == b"\n"
 
 
-def _has_header(path: Path, text_column: str) -> bool:
+def _column_names(path: Path, fmt: str, text_column: str) -> tuple[list[str], bool]:
+    """(column names, whether the first line is a header). A TSV whose first
+    line does not name `text_column` is headerless: `text<TAB>url<TAB>...`
+    (CC3M's layout)."""
     with _open(path) as f:
-        return text_column in f.readline().rstrip(b"\r\n").decode("utf-8", "replace").split("\t")
+        head = f.readline().rstrip(b"\r\n").split(b"\t" if fmt == "tsv" else b",")
+    names = [h.decode("utf-8", "replace") for h in head]
+    if fmt == "tsv" and text_column not in names:
+        return ([text_column, "url"] + [f"column_{i}" for i in range(2, len(head))])[: len(head)], False
+    return names, True
 
 
 def read_partition(part: Partition, columns: list[str] | None, text_column: str) -> pa.Table:
@@ -221,24 +228,18 @@ def _lines(data: bytes) -> pa.Array:
 
 
 def _read_delimited(path: Path, fmt: str, text_column: str, byte_range: tuple[int, int] | None = None) -> pa.Table:
-    """CSV with a header row; TSV with a header row, or headerless as
-    `text<TAB>url<TAB>...` when its first row does not name `text_column`
-    (CC3M's layout). A TSV line range is parsed with the file's column names.
+    """CSV with a header row; TSV with a header row or headerless (see
+    _column_names). A TSV line range is parsed with the file's column names.
     Blank TSV lines are rows (of empty values), so rows are lines."""
-    delimiter = "\t" if fmt == "tsv" else ","
     parse = pacsv.ParseOptions(
-        delimiter=delimiter,
+        delimiter="\t" if fmt == "tsv" else ",",
         quote_char=False if fmt == "tsv" else '"',
         newlines_in_values=fmt == "csv",
         ignore_empty_lines=fmt != "tsv",
     )
-    with _open(path) as f:
-        head = f.readline().rstrip(b"\r\n").split(delimiter.encode())
-    names = [h.decode("utf-8", "replace") for h in head]
-    headerless = fmt == "tsv" and text_column not in names
-    if headerless:
-        names = ([text_column, "url"] + [f"column_{i}" for i in range(2, len(head))])[: len(head)]
-    read = pacsv.ReadOptions(block_size=1 << 26, column_names=names if headerless or byte_range else None)
+    names, has_header = _column_names(path, fmt, text_column)
+    # Names are given where the bytes parsed hold no header: a headerless file, or a line range.
+    read = pacsv.ReadOptions(block_size=1 << 26, column_names=None if has_header and not byte_range else names)
     convert = pacsv.ConvertOptions(column_types={text_column: pa.large_binary()}, strings_can_be_null=False)
     source = path if byte_range is None else pa.BufferReader(_read_bytes(path, byte_range))
     return pacsv.read_csv(source, read_options=read, parse_options=parse, convert_options=convert)

@@ -60,7 +60,9 @@ def as_string_array(texts) -> pa.Array | pa.ChunkedArray:
     else:
         arr = pa.array(list(texts), type=pa.large_string())
     t = arr.type
-    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)):
+    if not (
+        pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
+    ):
         if pa.types.is_null(t):
             return arr.cast(pa.large_string())
         raise InputError(f"texts must be strings, got Arrow type {t}")

@@ -141,7 +141,10 @@ def resolve_segmenter(spec: str) -> Segmenter:
 
 # -- WordNet --------------------------------------------------------------------------
 WORDNET_REQUIRED = tuple(f"{kind}.{pos}" for kind in ("index", "data") for pos in ("noun", "verb", "adj", "adv")) + (
-    "noun.exc", "verb.exc", "adj.exc", "adv.exc"
+    "noun.exc",
+    "verb.exc",
+    "adj.exc",
+    "adv.exc",
 )
 WORDNET_OPTIONAL = ("lexnames", "cntlist.rev", "index.sense")
 # lexnames(5WN): the lexicographer file names, numbered in this order. nltk
@@ -353,7 +356,9 @@ def count_corpus(
     if missing:
         raise MetadataError(f"{missing[0]}: no such corpus file")
     lines = db.read_text([str(p) for p in paths], blocksize=blocksize, encoding="utf-8")
-    counted = lines.reduction(functools.partial(_count_partition, segmenter=segmenter), _merge_partitions, split_every=8)
+    counted = lines.reduction(
+        functools.partial(_count_partition, segmenter=segmenter), _merge_partitions, split_every=8
+    )
     try:
         if scheduler and "://" in scheduler:
             from distributed import Client
@@ -445,7 +450,11 @@ def assemble(
         for raw in candidates:
             report.candidates += 1
             entry = clean_entry(raw)
-            if not entry or (len(entry) == 1 and _is_punctuation(entry)) or (drop_unmatchable and can_never_match(entry)):
+            if (
+                not entry
+                or (len(entry) == 1 and _is_punctuation(entry))
+                or (drop_unmatchable and can_never_match(entry))
+            ):
                 report.rejected += 1
             elif entry in kept:
                 report.duplicates += 1

@@ -23,11 +23,14 @@ PATHS_HELP = " Repeatable; globs and {lang} allowed; repeated keys are summed."
 @app.command("build")
 def build_command(
     out: Path = typer.Option(
-        ..., "--out", "-o",
+        ...,
+        "--out",
+        "-o",
         help="Output: .json list, or .txt with one entry per line. With --lang: a directory receiving <lang>.json.",
     ),
     lang: List[str] = typer.Option(
-        [], "--lang",
+        [],
+        "--lang",
         help="Build one list per language code (repeatable); '{lang}' in input paths becomes the code. "
         "WordNet feeds 'en' only; no-space languages (zh, ja, th, ...) segment by --segmenter chars "
         "and write bigrams without a space.",
@@ -36,7 +39,8 @@ def build_command(
     wordnet: bool = typer.Option(True, "--wordnet/--no-wordnet", help="Add WordNet synset-name heads (English)."),
     wordnet_lemmas: bool = typer.Option(False, "--wordnet-lemmas", help="Also add every WordNet lemma name."),
     wordnet_dir: Optional[Path] = typer.Option(
-        None, "--wordnet-dir",
+        None,
+        "--wordnet-dir",
         help="WordNet database directory (e.g. /usr/share/wordnet from Debian's wordnet-base). "
         "Default: nltk's data path ($NLTK_DATA, ~/nltk_data, ...), then $WNSEARCHDIR, then /usr/share/wordnet.",
     ),
@@ -48,13 +52,15 @@ def build_command(
         [], "--titles", help="Page-title view counts, TSV 'title<TAB>views'; '_' reads as a space." + PATHS_HELP
     ),
     corpus: List[str] = typer.Option(
-        [], "--corpus",
+        [],
+        "--corpus",
         help="Raw text files (UTF-8, one text per line) counted with Dask into unigrams and bigrams, "
         "added to --unigrams/--bigrams." + " Repeatable; globs and {lang} allowed.",
     ),
     min_count: int = typer.Option(100, "--min-count", help="Keep words counted at least this often."),
     min_pmi: float = typer.Option(
-        30.0, "--min-pmi",
+        30.0,
+        "--min-pmi",
         help="Keep bigrams with PMI = log2(c(ab)*N/(c(a)*c(b))) at least this (N: total word count). "
         "30 suits Wikipedia-sized N; lower it for small corpora.",
     ),
@@ -63,25 +69,36 @@ def build_command(
     max_unigrams: Optional[int] = typer.Option(
         None, "--max-unigrams", help="Cap on new entries from unigrams (most frequent first)."
     ),
-    max_bigrams: Optional[int] = typer.Option(None, "--max-bigrams", help="Cap on new entries from bigrams (highest PMI first)."),
-    max_titles: Optional[int] = typer.Option(None, "--max-titles", help="Cap on new entries from titles (most viewed first)."),
+    max_bigrams: Optional[int] = typer.Option(
+        None, "--max-bigrams", help="Cap on new entries from bigrams (highest PMI first)."
+    ),
+    max_titles: Optional[int] = typer.Option(
+        None, "--max-titles", help="Cap on new entries from titles (most viewed first)."
+    ),
     drop_unmatchable: bool = typer.Option(
-        False, "--drop-unmatchable",
+        False,
+        "--drop-unmatchable",
         help="Leave out entries no text can match (a mark , . ; : ? ! ` touching a non-space, e.g. 'St. Louis').",
     ),
     segmenter: List[str] = typer.Option(
-        [], "--segmenter",
+        [],
+        "--segmenter",
         help="How --corpus text splits into words: 'words' (like the matcher; default), 'chars' (each CJK-like "
         "character alone; default for no-space languages) or module:function, e.g. jieba:lcut. "
         "Prefix LANG= for one language (--segmenter zh=jieba:lcut); repeatable.",
     ),
     scheduler: Optional[str] = typer.Option(
-        None, "--scheduler",
+        None,
+        "--scheduler",
         help="Dask scheduler for --corpus: processes (default), threads, synchronous, or an address tcp://host:port.",
     ),
-    blocksize: str = typer.Option("64MiB", "--blocksize", help="Bytes of corpus per Dask partition (bounds memory per task)."),
+    blocksize: str = typer.Option(
+        "64MiB", "--blocksize", help="Bytes of corpus per Dask partition (bounds memory per task)."
+    ),
     counts_out: Optional[Path] = typer.Option(
-        None, "--counts-out", help="Also write the --corpus counts here as [<lang>.]unigrams.tsv / bigrams.tsv for reuse."
+        None,
+        "--counts-out",
+        help="Also write the --corpus counts here as [<lang>.]unigrams.tsv / bigrams.tsv for reuse.",
     ),
 ) -> None:
     """Build an entry list from WordNet, counts, corpora and titles; print what each source gave."""
@@ -100,11 +117,23 @@ def build_command(
         if untemplated:
             raise CurateError(f"{untemplated[0]}: with several --lang, input paths need {{lang}}")
     opts = BuildOptions(
-        numbers=numbers, wordnet=wordnet, wordnet_lemmas=wordnet_lemmas, wordnet_dir=wordnet_dir,
-        unigram_files=unigrams, bigram_files=bigrams, title_files=titles, corpus_files=corpus,
-        min_count=min_count, min_pmi=min_pmi, min_views=min_views, caps=caps,
-        drop_unmatchable=drop_unmatchable, segmenters=parse_segmenters(segmenter), scheduler=scheduler,
-        blocksize=blocksize, counts_out=counts_out,
+        numbers=numbers,
+        wordnet=wordnet,
+        wordnet_lemmas=wordnet_lemmas,
+        wordnet_dir=wordnet_dir,
+        unigram_files=unigrams,
+        bigram_files=bigrams,
+        title_files=titles,
+        corpus_files=corpus,
+        min_count=min_count,
+        min_pmi=min_pmi,
+        min_views=min_views,
+        caps=caps,
+        drop_unmatchable=drop_unmatchable,
+        segmenters=parse_segmenters(segmenter),
+        scheduler=scheduler,
+        blocksize=blocksize,
+        counts_out=counts_out,
     )
     console = Console(highlight=False)
     for code in lang or [None]:
@@ -144,9 +173,13 @@ def stats_command(
     examples: int = typer.Option(5, "--examples", help="How many examples to show per finding."),
     column: str = typer.Option("entry", "--column", help="Parquet column holding the entries."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per list instead of tables."),
-    pool: Optional[list[str]] = typer.Option(None, "--pool", help="Also match these pool files (repeatable) and report what the entries hit."),
+    pool: Optional[list[str]] = typer.Option(
+        None, "--pool", help="Also match these pool files (repeatable) and report what the entries hit."
+    ),
     text_column: str = typer.Option("text", "--text-column", help="The pool's text column (with --pool)."),
-    padding: str = typer.Option("metaclip1", "--padding", help="Padding rule for --pool matching: metaclip1 or worldwide."),
+    padding: str = typer.Option(
+        "metaclip1", "--padding", help="Padding rule for --pool matching: metaclip1 or worldwide."
+    ),
 ) -> None:
     """Entries, lengths, multi-word share, duplicates, and entries that can never match."""
     from rich.console import Console
@@ -207,7 +240,9 @@ def _print_stats(console, s) -> None:
 
     console.print(f"[bold]{escape(s.path)}[/bold]: {s.entries:,} entries, {s.distinct:,} distinct")
     c = s.chars
-    console.print(f"  length (chars): min {c['min']}, median {c['median']:g}, p90 {c['p90']:g}, p99 {c['p99']:g}, max {c['max']}")
+    console.print(
+        f"  length (chars): min {c['min']}, median {c['median']:g}, p90 {c['p90']:g}, p99 {c['p99']:g}, max {c['max']}"
+    )
     console.print("  words per entry: " + ", ".join(f"{k}: {v:,}" for k, v in s.words.items()))
     console.print(f"  multi-word share: {s.multi_word_share:.1%}")
     if s.duplicate_copies:

@@ -116,18 +116,17 @@ class Layout:
 
 
 # -- pass 1: read, match, write the match index --------------------------------------
-def _pool_columns(cfg: CurateConfig, part: Partition) -> list[str] | None:
-    """The columns pass 1 reads (None: all; text formats are read whole anyway)."""
-    if part.format != "parquet":
-        return None
-    schema = pq.read_schema(part.path).names
-    id_column = (UID if UID in schema else None) if cfg.id_column == AUTO else cfg.id_column
+def _read_pass1(cfg: CurateConfig, part: Partition) -> tuple[pa.Table, str | None]:
+    """The partition's columns that pass 1 needs, and its uid column (None: derived uids)."""
+    if part.format != "parquet":  # text formats are read whole anyway
+        table = read_partition(part, None, cfg.text_column)
+        return table, _id_column(cfg, part, table.column_names)
+    id_column = _id_column(cfg, part, pq.read_schema(part.path).names)
     wanted = [cfg.text_column] + [c for c in (id_column, cfg.lang_column, cfg.image_column) if c]
-    return list(dict.fromkeys(wanted))
+    return read_partition(part, list(dict.fromkeys(wanted)), cfg.text_column), id_column
 
 
-def _id_column(cfg: CurateConfig, part: Partition, table: pa.Table) -> str | None:
-    names = pq.read_schema(part.path).names if part.format == "parquet" else table.column_names
+def _id_column(cfg: CurateConfig, part: Partition, names: list[str]) -> str | None:
     if cfg.id_column == AUTO:
         return UID if UID in names else None
     if cfg.id_column != UID and UID in names:  # the outputs' uid column would be ambiguous
@@ -203,9 +202,9 @@ def match_partition(part: Partition, cfg: CurateConfig) -> tuple[dict, np.ndarra
     if marker.exists():  # done before: recount from the shard
         ids = pq.read_table(shard, columns=["matched_entry_ids"]).column(0).combine_chunks().values
         return read_json(marker), *sparse_counts(ids.to_numpy(), load_cached(cfg.metadata_ref).n_entries)
-    table = read_partition(part, _pool_columns(cfg, part), cfg.text_column)
+    table, id_column = _read_pass1(cfg, part)
     texts, n_invalid = _checked_texts(table, part, cfg)
-    uids = _uids(table, part, _id_column(cfg, part, table))
+    uids = _uids(table, part, id_column)
     langs = _column(table, part, cfg.lang_column).cast(pa.string()) if cfg.lang_column else None
     res, no_list = load_cached(cfg.metadata_ref).match(texts, langs, cfg.device, cfg.threads)
     lengths = np.diff(res.offsets)

@@ -6,4 +6,3 @@ HERE = Path(__file__).parent
 POOL = HERE / "laion_style_3k.parquet"
 METADATA = HERE / "wordnet30_synset_heads.txt"
 TEXT_COLUMN = "TEXT"
-
