@@ -313,9 +313,10 @@ def balance_partition(part: Partition, cfg: CurateConfig, p: np.ndarray) -> dict
         keep = keep_rows_gpu(result.offsets, result.entry_ids, uid_keys_gpu(uids), p, cfg.seed).get()
     else:
         keep = keep_mask(result, uid_keys(uids), p, cfg.seed, cfg.threads)
-    lost_image = _lost_image(cfg, part, index.column("row").to_numpy())
+    rows = index.column("row").to_numpy()
+    lost_image = _lost_image(cfg, part, rows)
     keep &= ~lost_image
-    kept_rows = index.column("row").to_numpy()[keep] - part.first_row
+    kept_rows = rows[keep] - part.first_row
     table = read_partition(part, _kept_columns(cfg, part), cfg.text_column).take(pa.array(kept_rows))
     table = _with_text_as_string(table, cfg.text_column)
     if UID not in table.column_names:

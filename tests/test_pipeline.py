@@ -72,6 +72,12 @@ def counts(out) -> np.ndarray:
     return pq.read_table(out / "entry_counts.parquet").column("count").to_numpy()
 
 
+def assert_same_as_reference(out, reference) -> None:
+    """Identical kept rows and entry counts."""
+    assert kept(out).equals(reference[1])
+    assert np.array_equal(counts(out), reference[2])
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """One partition, in process: what every other way of running must reproduce."""
@@ -99,15 +105,13 @@ def test_partitioning_does_not_change_the_result(tmp_path, reference, partition_
         return
     pool = make_pool(tmp_path / "pool", n_files=n_files)
     summary = run(pool, tmp_path / "out", partition_rows=partition_rows)
-    assert kept(tmp_path / "out").equals(reference[1])
-    assert np.array_equal(counts(tmp_path / "out"), reference[2])
+    assert_same_as_reference(tmp_path / "out", reference)
     assert summary["rows_kept"] == reference[0]["rows_kept"]
 
 
 def test_shuffled_rows_give_the_same_kept_set(tmp_path, reference):
     run(make_pool(tmp_path / "pool", n_files=3, shuffle_seed=1), tmp_path / "out", partition_rows=700)
-    assert kept(tmp_path / "out").equals(reference[1])
-    assert np.array_equal(counts(tmp_path / "out"), reference[2])
+    assert_same_as_reference(tmp_path / "out", reference)
 
 
 def test_two_worker_cluster_equals_in_process(tmp_path, reference):
@@ -116,8 +120,7 @@ def test_two_worker_cluster_equals_in_process(tmp_path, reference):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         with distributed.Client(cluster) as client:
             run(pool, tmp_path / "out", client=client, partition_rows=400)
-    assert kept(tmp_path / "out").equals(reference[1])
-    assert np.array_equal(counts(tmp_path / "out"), reference[2])
+    assert_same_as_reference(tmp_path / "out", reference)
 
 
 def test_counts_equal_the_match_sets(reference):
@@ -176,8 +179,7 @@ def test_resume_after_kill_loses_nothing(tmp_path, reference):
 
     rerun = subprocess.run(cmd, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
-    assert kept(out).equals(reference[1])
-    assert np.array_equal(counts(out), reference[2])
+    assert_same_as_reference(out, reference)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rows_in"] == 3000 and summary["rows_kept"] == reference[0]["rows_kept"]
 
@@ -305,8 +307,7 @@ def test_gpu_run_keeps_the_same_rows_as_cpu(tmp_path, reference):
     if not gpu_engine.available():
         pytest.skip("no GPU engine here: " + ", ".join(gpu_engine.missing()))
     run(make_pool(tmp_path / "pool", n_files=2), tmp_path / "out", partition_rows=700, device="gpu")
-    assert kept(tmp_path / "out").equals(reference[1])
-    assert np.array_equal(counts(tmp_path / "out"), reference[2])
+    assert_same_as_reference(tmp_path / "out", reference)
 
 
 def test_cli_on_an_existing_scheduler(tmp_path, reference):
