@@ -7,7 +7,8 @@ res = gc.match(["a photo of a dog"], md)
 
 from .automaton import Automaton
 from .errors import CurateError, DeviceError, InputError, MetadataError
-from .match import MatchResult, match
+from .match import match
+from .results import MatchResult
 from .metadata import Metadata
 
 __version__ = "0.1.0"

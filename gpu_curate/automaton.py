@@ -23,8 +23,9 @@ import numpy as np
 import pyarrow as pa
 
 from . import _core
-from .io import write_atomic
-from .metadata import Metadata, string_buffers
+from .storage import write_atomic
+from .metadata import Metadata
+from .texts import string_buffers
 
 FORMAT_VERSION = 2
 AUTOMATA = ("tok", "byte")

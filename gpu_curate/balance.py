@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 
 from . import _core
-from .match import MatchResult
-from .metadata import string_buffers
+from .results import MatchResult
+from .texts import string_buffers
 
 
 def entry_probabilities(counts: np.ndarray, t: float) -> np.ndarray:

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from .cluster import LocalOrRemoteClient
 from .errors import CurateError
 
 app = typer.Typer(
@@ -36,7 +37,8 @@ def match_command(
     """Match every text of one file against the metadata and write the match sets."""
     import pyarrow as pa
 
-    from .io import read_table, write_parquet_atomic
+    from .pool import read_table
+    from .storage import write_parquet_atomic
     from .match import match
     from .metadata import Metadata
 
@@ -59,7 +61,7 @@ def _partition_rows(size: str, inputs: list[str]) -> int:
         import dask.utils
         import pyarrow.parquet as pq
 
-        from .io import expand_inputs
+        from .pool import expand_inputs
 
         try:
             target = dask.utils.parse_bytes(size)
@@ -169,7 +171,7 @@ def curate_command(
         datacomp_subset=str(datacomp_subset) if datacomp_subset else None,
         image_column=image_column,
     )
-    with _client(
+    with LocalOrRemoteClient(
         cfg.device, in_process, workers, threads_per_worker, memory_limit, scheduler_address, rmm_pool_size, protocol
     ) as client:
         curate(cfg, client=client, progress=not quiet, log=typer.echo)
@@ -189,7 +191,7 @@ def balance_command(
     """Redo pass 2 (sampling) from the match index, without matching again."""
     from .pipeline import balance
 
-    with _client("cpu", in_process, None, None, "auto", scheduler_address, None, None) as client:
+    with LocalOrRemoteClient("cpu", in_process, None, None, "auto", scheduler_address, None, None) as client:
         balance(out, t=t, t_en=t_en, seed=seed, client=client, progress=not quiet, log=typer.echo)
 
 
@@ -215,7 +217,7 @@ def demo_command(
         t=t,
         partition_rows=1000,
     )
-    with _client("cpu", False, 1, None, "auto", None, None, None) as client:
+    with LocalOrRemoteClient("cpu", False, 1, None, "auto", None, None, None) as client:
         curate(cfg, client=client, log=typer.echo)
     counts = pq.read_table(out / "entry_counts.parquet").to_pandas().nlargest(5, "count")
     typer.echo(
@@ -225,35 +227,6 @@ def demo_command(
     kept = pq.read_table(out / "kept").slice(0, 3).column(demo_data.TEXT_COLUMN).to_pylist()
     typer.echo("some kept texts: " + " | ".join(kept))
     typer.echo(f"outputs in {out}/: kept/ (kept rows), matches/ (match index), entry_counts.parquet, summary.json")
-
-
-class _client:
-    """A Dask client for the run's lifetime, or None with --in-process."""
-
-    def __init__(
-        self, device, in_process, workers, threads_per_worker, memory_limit, scheduler_address, rmm_pool_size, protocol
-    ):
-        self.args = (device, workers, threads_per_worker, memory_limit, scheduler_address)
-        self.cuda = {"rmm_pool_size": rmm_pool_size, "protocol": protocol}
-        self.in_process = in_process
-        self.client = None
-
-    def __enter__(self):
-        if self.in_process:
-            return None
-        from .match import resolve_device
-        from .pipeline import make_client
-
-        device = resolve_device(self.args[0])  # fail before starting a cluster
-        self.client = make_client(device, *self.args[1:], **self.cuda)
-        return self.client
-
-    def __exit__(self, *exc):
-        if self.client is not None:
-            cluster = self.client.cluster
-            self.client.close()
-            if cluster is not None:
-                cluster.close()
 
 
 from .metadata_cli import app as metadata_app  # noqa: E402

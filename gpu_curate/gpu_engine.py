@@ -35,7 +35,8 @@ import pyarrow as pa
 from . import kernels
 from .automaton import Automaton
 from .errors import DeviceError, InputError
-from .match import MatchResult, as_string_array
+from .results import MatchResult
+from .texts import as_string_array
 
 # Threads per block: one row per thread; 256 keeps enough warps in flight to
 # hide the walk's memory latency without tuning per GPU.

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import MetadataError
+from .texts import string_buffers
 
 Padding = Literal["metaclip1", "worldwide"]
 PADDINGS = ("metaclip1", "worldwide")
@@ -63,15 +64,6 @@ def _decode_at(data: np.ndarray, pos: np.ndarray) -> np.ndarray:
         [b0, ((b0 & 0x1F) << 6) | cont(1), ((b0 & 0x0F) << 12) | (cont(1) << 6) | cont(2)],
         ((b0 & 0x07) << 18) | (cont(1) << 12) | (cont(2) << 6) | cont(3),
     )
-
-
-def string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(bytes, int64 offsets starting at 0) of a string/binary array without nulls."""
-    arr = arr.cast(pa.large_binary())
-    _, offsets, data = arr.buffers()
-    off = np.frombuffer(offsets, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
-    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
-    return raw[off[0] : off[-1]], off - off[0]
 
 
 class Metadata:

@@ -53,7 +53,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import CurateError, MetadataError
-from .io import write_atomic
+from .storage import write_atomic
 from .metadata import CJK_LIKE_CHARS, CJK_LIKE_RANGES, Metadata
 
 WRAPPED_MARKS = ",.;:?!`"  # the marks the spacing rule (SPEC section 2) surrounds with spaces

@@ -205,7 +205,7 @@ def pool_hits(metadata: Path, pool: list[str], text_column: str, padding: str, c
     """How a pool meets the list: rows matched, entries hit, the most matched entries."""
     import numpy as np
 
-    from .io import expand_inputs, plan_partitions, read_partition
+    from .pool import expand_inputs, plan_partitions, read_partition
     from .match import match
     from .metadata import Metadata
 

@@ -23,7 +23,8 @@ import pyarrow.compute as pc
 
 from .automaton import Automaton
 from .errors import MetadataError
-from .match import MatchResult, match
+from .match import match
+from .results import MatchResult
 from .metadata import Metadata
 
 OTHER = "other"  # the fallback list for rows whose language has none

@@ -16,7 +16,8 @@ import pytest
 
 import gpu_curate as gc
 from gpu_curate import demo_data
-from gpu_curate.pipeline import CurateConfig, balance, curate, datacomp_uids
+from gpu_curate.datacomp import datacomp_uids
+from gpu_curate.pipeline import CurateConfig, balance, curate
 
 T = 5  # small: the demo pool is small, and sampling must bite
 

@@ -245,7 +245,7 @@ def test_a_task_error_on_the_cluster_is_one_line_too(tmp_path):
     block=st.sampled_from([1, 2, 3, 7, 64, 1 << 20]),
 )
 def test_line_ranges_cover_the_file_in_whole_lines(tmp_path_factory, lines, final_newline, header, rows, block):
-    from gpu_curate import io
+    from gpu_curate import pool as io
 
     body = ("\n".join(lines) + ("\n" if final_newline and lines else "")).encode()
     data = (b"text\tu\n" if header else b"") + body

@@ -1,0 +1,69 @@
+"""What a curation run is asked to do: one frozen, picklable value that every
+stage and every Dask task reads."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .worldwide import MetadataRef, load_cached
+
+UID = "uid"
+AUTO = "auto"  # --id-column default: the pool's `uid` column if it has one, else derived
+
+
+@dataclass(frozen=True)
+class CurateConfig:
+    inputs: tuple[str, ...]
+    metadata: str
+    out: str
+    text_column: str = "text"
+    id_column: str = AUTO
+    lang_column: str | None = None
+    columns: tuple[str, ...] | None = None  # passed through to kept/; None: all
+    padding: str | None = None  # None: metaclip1, or worldwide for per-language metadata
+    t: float = 20_000
+    t_en: float = 170_000
+    seed: int = 0
+    partition_rows: int = 100_000
+    device: str = "cpu"
+    strict_utf8: bool = False
+    keep_matched_ids: bool = False  # also write matched_entry_ids into kept/
+    datacomp_subset: str | None = None
+    image_column: str | None = None  # several texts per image: keep one per image (SPEC section 7)
+    threads: int = 1  # walk threads per task; parallelism comes from Dask
+
+    def pass1_identity(self, files: list[Path]) -> dict:
+        """What pass 1's outputs depend on: a run in the same --out must agree."""
+        return {
+            "inputs": [[str(f.resolve()), f.stat().st_size] for f in files],
+            "metadata": load_cached(self.metadata_ref).fingerprint,
+            "text_column": self.text_column,
+            "id_column": self.id_column,
+            "lang_column": self.lang_column,
+            "padding": load_cached(self.metadata_ref).padding,
+            "partition_rows": self.partition_rows,
+            "image_column": self.image_column,
+        }
+
+    @property
+    def metadata_ref(self) -> MetadataRef:
+        return MetadataRef(str(Path(self.metadata).resolve()), self.padding)
+
+    @property
+    def balance_id(self) -> str:
+        """Tags kept/ shards: a rerun with other parameters rewrites them."""
+        key = repr((self.t, self.t_en, self.seed, self.columns, self.keep_matched_ids))
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["inputs"] = [str(Path(x).resolve()) if Path(x).exists() else x for x in self.inputs]
+        d["metadata"] = str(Path(self.metadata).resolve())
+        d["columns"] = list(self.columns) if self.columns is not None else None
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "CurateConfig":
+        return cls(**{**d, "inputs": tuple(d["inputs"]), "columns": tuple(d["columns"]) if d["columns"] else None})

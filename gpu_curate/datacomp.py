@@ -1,0 +1,47 @@
+"""DataComp's subset format: the kept uids as a sorted .npy of 128-bit values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from .config import UID
+from .errors import InputError
+from .storage import write_atomic
+
+DATACOMP_DTYPE = np.dtype("u8,u8")  # a 128-bit uid as (high, low) 64-bit halves
+
+
+def datacomp_uids(uids: Iterable[str]) -> np.ndarray:
+    """DataComp's subset format: 32-hex-digit uids as sorted (high, low) pairs."""
+    uids = list(uids)
+    bad = next((u for u in uids if not (isinstance(u, str) and len(u) == 32 and _is_hex(u))), None)
+    if bad is not None:
+        raise InputError(f"--datacomp-subset needs DataComp uids (32 hex digits); got {bad!r}")
+    out = np.array([(int(u[:16], 16), int(u[16:], 16)) for u in uids], DATACOMP_DTYPE)
+    out.sort()
+    return out
+
+
+def _is_hex(s: str) -> bool:
+    try:
+        int(s, 16)
+        return True
+    except ValueError:
+        return False
+
+
+def write_datacomp_subset(kept_dir: Path, path: str) -> None:
+    uids = []
+    for shard in sorted(Path(kept_dir).glob("part-*.parquet")):
+        uids.extend(pq.read_table(shard, columns=[UID]).column(0).to_pylist())
+    subset = datacomp_uids(uids)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a name
+            np.save(f, subset, allow_pickle=False)
+
+    write_atomic(path, write)

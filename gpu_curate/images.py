@@ -1,0 +1,71 @@
+"""One text per image (SPEC section 7): where a pool has several texts per
+image, only one matched text of each image goes on to sampling.
+
+The choice is the smallest image score u(seed, uid, -1) among the image's
+matched rows: a Dask group-by and merge over four small columns of the match
+index, so memory stays bounded by partitions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from . import _core
+from .balance import uid_keys
+from .config import UID, CurateConfig
+from .outdir import OutDir
+from .pool import Partition
+
+IMAGE_ENTRY = -1  # a row's image score is u(seed, uid, -1): no entry has that id
+
+
+def image_keys(images: pa.Array) -> np.ndarray:
+    """64-bit image keys by the uid rule: integers as they are, strings and bytes hashed."""
+    if pa.types.is_binary(images.type) or pa.types.is_large_binary(images.type):
+        images = images.cast(pa.large_string(), safe=False)  # hashing reads the bytes; no decoding
+    return uid_keys(images)
+
+
+def _scored_images(shard: str, seed: int):
+    """part, row, image_key, score of a match shard's rows that have an image."""
+    table = pq.read_table(shard, columns=["part", "row", UID, "image_key"]).filter(pc.is_valid(pc.field("image_key")))
+    keys = uid_keys(table.column(UID))
+    score = _core.uniforms(np.uint64(seed), keys, np.full(len(keys), IMAGE_ENTRY, np.int32))
+    return table.drop_columns([UID]).append_column("score", pa.array(score)).to_pandas()
+
+
+def select_one_text_per_image(cfg: CurateConfig, parts: list[Partition]) -> None:
+    """Among matched rows sharing an image key, only the one with the smallest
+    image score competes in sampling; write the others to
+    image_dropped/part=K/ for pass 2. A Dask group-by and merge (a shuffle of
+    four small columns of matched rows), so memory stays bounded by partitions."""
+    import shutil
+
+    import dask.dataframe as dd
+
+    lay = OutDir(cfg.out)
+    target, tmp = lay.image_dropped, lay.out / ".image_dropped.tmp"
+    done = target / f"_{cfg.balance_id}"
+    if done.exists():
+        return
+    shards = [str(lay.shard("matches", part)) for part in parts]
+    rows = dd.from_map(_scored_images, shards, seed=cfg.seed)
+    best = rows.groupby("image_key")["score"].min(split_out=max(1, rows.npartitions // 8)).rename("best").reset_index()
+    merged = rows.merge(best, on="image_key", how="inner")
+    losers = merged[merged["score"] > merged["best"]][["part", "row"]]
+    shutil.rmtree(tmp, ignore_errors=True)
+    losers.to_parquet(tmp, partition_on=["part"], write_index=False)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)  # whole directory at once: pass 2 never sees half of it
+    done.write_text("")
+
+
+def lost_image(cfg: CurateConfig, part: Partition, rows: np.ndarray) -> np.ndarray:
+    """Which of these matched rows gave their image to another row."""
+    where = OutDir(cfg.out).image_dropped / f"part={part.index}"
+    if not cfg.image_column or not where.exists():
+        return np.zeros(len(rows), bool)
+    return np.isin(rows, pq.read_table(where, columns=["row"]).column(0).to_numpy())

@@ -1,0 +1,39 @@
+"""The output directory of a run: where every output and marker lives.
+
+out/
+  run.json              what produced this directory (refuses a different run)
+  matches/part-N.parquet  row, uid, matched_entry_ids of every matched row
+  matches/_part-N.json    pass-1 stats: written last, so it marks the shard complete
+  entry_counts.parquet  entry_id, entry, count (uint64) [, lang]
+  image_dropped/        with --image-column: rows that gave their image to another text
+  kept/part-N.parquet     kept rows: the pool's columns + uid
+  kept/_part-N.json       pass-2 stats, tagged with the balance parameters
+  summary.json          written last: the run is complete when it exists
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .pool import Partition
+
+
+@dataclass
+class OutDir:
+    out: Path
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+
+    run = property(lambda self: self.out / "run.json")
+    counts = property(lambda self: self.out / "entry_counts.parquet")
+    summary = property(lambda self: self.out / "summary.json")
+    image_dropped = property(lambda self: self.out / "image_dropped")
+
+    def shard(self, stage: str, part: Partition) -> Path:
+        return self.out / stage / f"{part.shard}.parquet"
+
+    def marker(self, stage: str, part: Partition) -> Path:
+        """Stats of a finished shard; the leading _ hides it from parquet dataset readers."""
+        return self.out / stage / f"_{part.shard}.json"

@@ -1,0 +1,76 @@
+"""Pass 2 for one partition: sample from the match index, write the kept rows.
+
+The keep decision reads only the match index (never the text); the kept
+rows' columns are then read from the pool and written with their uid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .balance import keep_mask, uid_keys
+from .config import UID, CurateConfig
+from .images import lost_image
+from .results import MatchResult
+from .outdir import OutDir
+from .pass1 import lang_stats
+from .pool import Partition, read_partition
+from .storage import read_json, write_json_atomic, write_parquet_atomic
+
+
+def balance_partition(part: Partition, cfg: CurateConfig, p: np.ndarray) -> dict:
+    """Pass 2 for one partition: the kept rows, with every passed-through column."""
+    lay = OutDir(cfg.out)
+    marker, shard = lay.marker("kept", part), lay.shard("kept", part)
+    if marker.exists():
+        stats = read_json(marker)
+        if stats.get("balance_id") == cfg.balance_id:
+            return stats
+    index = pq.read_table(lay.shard("matches", part))
+    ids = index.column("matched_entry_ids").combine_chunks()
+    result = MatchResult(ids.offsets.to_numpy().astype(np.int64), ids.values.to_numpy().astype(np.int32))
+    uids = index.column(UID).combine_chunks()
+    if cfg.device == "gpu":
+        from .gpu_engine import keep_rows_gpu, uid_keys_gpu
+
+        keep = keep_rows_gpu(result.offsets, result.entry_ids, uid_keys_gpu(uids), p, cfg.seed).get()
+    else:
+        keep = keep_mask(result, uid_keys(uids), p, cfg.seed, cfg.threads)
+    rows = index.column("row").to_numpy()
+    lost = lost_image(cfg, part, rows)
+    keep &= ~lost
+    kept_rows = rows[keep] - part.first_row
+    table = read_partition(part, _kept_columns(cfg, part), cfg.text_column).take(pa.array(kept_rows))
+    table = _with_text_as_string(table, cfg.text_column)
+    if UID not in table.column_names:
+        table = table.append_column(UID, uids.filter(pa.array(keep)))
+    if cfg.keep_matched_ids:
+        table = table.append_column("matched_entry_ids", ids.filter(pa.array(keep)))
+    write_parquet_atomic(table, shard)
+    langs = table.column(cfg.lang_column).combine_chunks() if cfg.lang_column else None
+    stats = {
+        "file": part.name,
+        "rows_kept": table.num_rows,
+        "rows_same_image_dropped": int(lost.sum()),
+        "balance_id": cfg.balance_id,
+        "languages": lang_stats(langs, rows_kept=np.ones(table.num_rows, bool)),
+    }
+    write_json_atomic(stats, marker)
+    return stats
+
+
+def _kept_columns(cfg: CurateConfig, part: Partition) -> list[str] | None:
+    if cfg.columns is None:
+        return None
+    wanted = [cfg.text_column, *cfg.columns] + [c for c in (cfg.lang_column,) if c]
+    return list(dict.fromkeys(wanted))
+
+
+def _with_text_as_string(table: pa.Table, column: str) -> pa.Table:
+    """Kept texts are valid UTF-8 (invalid rows match nothing): store them as strings."""
+    i = table.column_names.index(column)
+    if pa.types.is_binary(table.schema.field(i).type) or pa.types.is_large_binary(table.schema.field(i).type):
+        table = table.set_column(i, column, table.column(i).cast(pa.large_string()))
+    return table
