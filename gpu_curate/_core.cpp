@@ -261,6 +261,68 @@ Array<double> uniforms(uint64_t seed, Array<uint64_t> uid_keys, Array<int32_t> e
   return out;
 }
 
+// Sampling keys of derived uids prefix + decimal(row), one per row (gc::hash_prefixed_decimal).
+Array<uint64_t> derived_uid_keys(Array<uint8_t> prefix, Array<int64_t> rows) {
+  const int64_t n = rows.size();
+  Array<uint64_t> out(n);
+  const uint8_t* pre = prefix.data();
+  const int64_t len = prefix.size();
+  const int64_t* r = rows.data();
+  uint64_t* o = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    for (int64_t i = 0; i < n; ++i) o[i] = gc::hash_prefixed_decimal(pre, len, (uint64_t)r[i]);
+  }
+  return out;
+}
+
+// The row's bytes are valid UTF-8. Host fast path: whole 8-byte words of
+// ASCII are skipped; the shared check starts at the first byte >= 0x80
+// (a character boundary, since everything before it is ASCII).
+bool valid_utf8_row(const uint8_t* p, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    if (w & 0x8080808080808080ULL) break;
+  }
+  return gc::is_valid_utf8(p + i, n - i);
+}
+
+// Per row of an Arrow string/binary column: 1 where the row is non-null
+// and not valid UTF-8 (counted, or an error with --strict-utf8).
+template <class Offset>
+Array<bool> invalid_utf8_column(const gc::StringColumn<Offset>& col, int64_t n_rows) {
+  Array<bool> out(n_rows);
+  bool* o = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    for (int64_t i = 0; i < n_rows; ++i) {
+      const int64_t a = col.offsets[col.offset + i], b = col.offsets[col.offset + i + 1];
+      o[i] = gc::row_is_valid(col, i) && !valid_utf8_row(col.bytes + a, b - a);
+    }
+  }
+  return out;
+}
+
+Array<bool> invalid_utf8(Array<uint8_t> bytes, py::array offsets, py::object validity, int64_t offset, int64_t n_rows) {
+  const uint8_t* valid = nullptr;
+  Array<uint8_t> valid_arr;
+  if (!validity.is_none()) {
+    valid_arr = validity.cast<Array<uint8_t>>();
+    valid = valid_arr.data();
+  }
+  if (offsets.dtype().is(py::dtype::of<int32_t>())) {
+    auto o = offsets.cast<Array<int32_t>>();
+    return invalid_utf8_column(gc::StringColumn<int32_t>{bytes.data(), o.data(), valid, offset}, n_rows);
+  }
+  if (offsets.dtype().is(py::dtype::of<int64_t>())) {
+    auto o = offsets.cast<Array<int64_t>>();
+    return invalid_utf8_column(gc::StringColumn<int64_t>{bytes.data(), o.data(), valid, offset}, n_rows);
+  }
+  throw std::invalid_argument("offsets must be int32 or int64");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -274,4 +336,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("build_table", &build_table, "Open-addressing table layout of 64-bit keys.");
   m.def("keep_rows", &keep_rows, "Balanced-sampling keep decision per row.");
   m.def("uniforms", &uniforms, "The sampling uniform u(seed, uid_key, entry) elementwise.");
+  m.def("derived_uid_keys", &derived_uid_keys, "Sampling keys of the uids prefix + decimal(row).");
+  m.def("invalid_utf8", &invalid_utf8, "Per row of a string column: non-null and not valid UTF-8.",
+        py::arg("bytes"), py::arg("offsets"), py::arg("validity"), py::arg("offset"), py::arg("n_rows"));
 }

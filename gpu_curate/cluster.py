@@ -41,7 +41,7 @@ def make_client(
         n_workers=workers,
         threads_per_worker=threads_per_worker or max(1, cores // workers),
         memory_limit=memory_limit,
-        processes=True,
+        processes=workers > 1,  # one worker: threads in this process, which has the metadata loaded already
         dashboard_address=None,
         silence_logs=logging.CRITICAL,  # a failed task's error reaches the user once, from the client
     )

@@ -10,31 +10,35 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import _core
+from . import _core, matchindex
 from .balance import uid_keys
-from .config import UID, CurateConfig
+from .config import CurateConfig
 from .outdir import OutDir
 from .pool import Partition
 
 IMAGE_ENTRY = -1  # a row's image score is u(seed, uid, -1): no entry has that id
 
 
-def image_keys(images: pa.Array) -> np.ndarray:
-    """64-bit image keys by the uid rule: integers as they are, strings and bytes hashed."""
+def image_key_column(images: pa.Array) -> pa.Array:
+    """64-bit image keys by the uid rule (integers as they are, strings and
+    bytes hashed), null where the row has no image."""
     if pa.types.is_binary(images.type) or pa.types.is_large_binary(images.type):
         images = images.cast(pa.large_string(), safe=False)  # hashing reads the bytes; no decoding
-    return uid_keys(images)
+    keys = uid_keys(images.fill_null(0 if pa.types.is_integer(images.type) else ""))
+    return pa.array(keys, pa.uint64(), mask=images.is_null().to_numpy(zero_copy_only=False))
 
 
-def _scored_images(shard: str, seed: int):
+def _scored_images(shard: str, part: int, seed: int):
     """part, row, image_key, score of a match shard's rows that have an image."""
-    table = pq.read_table(shard, columns=["part", "row", UID, "image_key"]).filter(pc.is_valid(pc.field("image_key")))
-    keys = uid_keys(table.column(UID))
+    index = matchindex.read(shard)
+    has_image = index.column(matchindex.IMAGE_KEY).is_valid().to_numpy(zero_copy_only=False)
+    keys = matchindex.uid_keys(index)[has_image]
     score = _core.uniforms(np.uint64(seed), keys, np.full(len(keys), IMAGE_ENTRY, np.int32))
-    return table.drop_columns([UID]).append_column("score", pa.array(score)).to_pandas()
+    table = index.select([matchindex.ROW, matchindex.IMAGE_KEY]).filter(pa.array(has_image))
+    table = table.append_column("part", pa.array(np.full(len(keys), part, np.int32)))
+    return table.append_column("score", pa.array(score)).to_pandas()
 
 
 def select_one_text_per_image(cfg: CurateConfig, parts: list[Partition]) -> None:
@@ -52,7 +56,7 @@ def select_one_text_per_image(cfg: CurateConfig, parts: list[Partition]) -> None
     if done.exists():
         return
     shards = [str(lay.shard("matches", part)) for part in parts]
-    rows = dd.from_map(_scored_images, shards, seed=cfg.seed)
+    rows = dd.from_map(_scored_images, shards, [part.index for part in parts], seed=cfg.seed)
     best = rows.groupby("image_key")["score"].min(split_out=max(1, rows.npartitions // 8)).rename("best").reset_index()
     merged = rows.merge(best, on="image_key", how="inner")
     losers = merged[merged["score"] > merged["best"]][["part", "row"]]

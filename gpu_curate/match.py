@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-import numpy as np
 import pyarrow as pa
 
 from . import _core
@@ -13,7 +12,7 @@ from .automaton import Automaton
 from .errors import InputError
 from .metadata import Metadata
 from .results import MatchResult
-from .texts import as_string_array
+from .texts import as_string_array, column_buffers
 
 Device = Literal["cpu", "gpu", "auto"]
 
@@ -26,13 +25,9 @@ def match_cpu(arr: pa.Array, automaton: Automaton, threads: int | None = None) -
     """The CPU engine: kernels/walk.cuh compiled for the host, over Arrow buffers."""
     if isinstance(arr, pa.ChunkedArray):
         return MatchResult.concat([match_cpu(c, automaton, threads) for c in arr.chunks])
-    validity, offsets, data = arr.buffers()
-    wide = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
-    offsets = np.frombuffer(offsets, dtype=np.int64 if wide else np.int32) if offsets else np.zeros(1, np.int32)
-    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
-    validity = np.frombuffer(validity, dtype=np.uint8) if validity is not None and arr.null_count else None
+    col = column_buffers(arr)
     offs, ids = _core.match(
-        automaton.tables, data, offsets, validity, arr.offset, len(arr), threads or default_threads()
+        automaton.tables, col.data, col.offsets, col.validity, col.offset, col.n_rows, threads or default_threads()
     )
     return MatchResult(offs, ids)
 

@@ -79,14 +79,13 @@ class Metadata:
             raise MetadataError(f"unknown padding rule {padding!r}; choose one of {', '.join(PADDINGS)}")
         if not isinstance(entries, (pa.Array, pa.ChunkedArray)):
             entries = list(entries)
-            for i, e in enumerate(entries):
-                if not isinstance(e, str):
-                    raise MetadataError(f"{source} entry {i}: expected a string, got {type(e).__name__}")
-                try:
-                    e.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise MetadataError(f"{source} entry {i}: not valid UTF-8 ({e!r})") from None
-            entries = pa.array(entries, type=pa.large_string())
+            if not set(map(type, entries)) <= {str}:  # Arrow would take bytes and None too
+                _name_bad_entry(entries, source)
+            try:  # encodes at C speed; a lone surrogate cannot be UTF-8
+                entries = pa.array(entries, type=pa.large_string())
+            except UnicodeEncodeError:
+                _name_bad_entry(entries, source)
+                raise
         if isinstance(entries, pa.ChunkedArray):
             entries = entries.combine_chunks()
         self.entries: pa.Array = entries.cast(pa.large_string())
@@ -163,6 +162,17 @@ class Metadata:
             h.update(data.tobytes())
             self._fingerprint = h.hexdigest()[:32]
         return self._fingerprint
+
+
+def _name_bad_entry(entries: list, source: str) -> None:
+    """Raise a MetadataError naming the first entry Arrow could not take as a string."""
+    for i, e in enumerate(entries):
+        if not isinstance(e, str):
+            raise MetadataError(f"{source} entry {i}: expected a string, got {type(e).__name__}")
+        try:
+            e.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MetadataError(f"{source} entry {i}: not valid UTF-8 ({e!r})") from None
 
 
 def _read_json(path: Path) -> list:

@@ -32,7 +32,8 @@ class OutDir:
     image_dropped = property(lambda self: self.out / "image_dropped")
 
     def shard(self, stage: str, part: Partition) -> Path:
-        return self.out / stage / f"{part.shard}.parquet"
+        """matches/part-N.arrow (the match index, matchindex.py) or kept/part-N.parquet."""
+        return self.out / stage / f"{part.shard}{'.arrow' if stage == 'matches' else '.parquet'}"
 
     def marker(self, stage: str, part: Partition) -> Path:
         """Stats of a finished shard; the leading _ hides it from parquet dataset readers."""

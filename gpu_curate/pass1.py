@@ -12,12 +12,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .config import AUTO, UID, CurateConfig
+from . import matchindex
 from .count import sparse_counts
 from .errors import InputError
-from .images import image_keys
+from .images import image_key_column
 from .outdir import OutDir
 from .pool import Partition, read_partition
-from .storage import read_json, write_json_atomic, write_parquet_atomic
+from .results import MatchResult
+from .storage import read_json, write_json_atomic
+from .texts import invalid_utf8_rows
 from .worldwide import load_cached
 
 
@@ -45,10 +48,10 @@ def _column(table: pa.Table, part: Partition, name: str) -> pa.Array:
     return table.column(name).combine_chunks()
 
 
-def _uids(table: pa.Table, part: Partition, id_column: str | None) -> pa.Array:
-    if id_column is None:  # "<file relative to the pool root>:<row number in the file>"
-        rows = pa.array(np.arange(part.first_row, part.first_row + table.num_rows))
-        return pc.binary_join_element_wise(f"{part.name}:", rows.cast(pa.string()), "")
+def _uids(table: pa.Table, part: Partition, id_column: str | None) -> pa.Array | None:
+    """The pool's uid column, checked; None where uids are derived (`<file>:<row>`)."""
+    if id_column is None:
+        return None
     uids = _column(table, part, id_column)
     if uids.null_count:
         row = part.first_row + int(pc.index(pc.is_null(uids), True).as_py())
@@ -59,33 +62,23 @@ def _uids(table: pa.Table, part: Partition, id_column: str | None) -> pa.Array:
 
 
 def _checked_texts(table: pa.Table, part: Partition, cfg: CurateConfig) -> tuple[pa.Array, int]:
-    """The text column as binary with invalid UTF-8 rows nulled (they match
-    nothing and are counted), or an error naming the row with --strict-utf8."""
+    """The text column and its number of rows that are not valid UTF-8.
+    Those rows still match on their bytes (SPEC section 2); --strict-utf8
+    makes the first one an error naming its row."""
     texts = _column(table, part, cfg.text_column)
+    if pa.types.is_null(texts.type):
+        texts = texts.cast(pa.large_binary())
     if not (
         pa.types.is_string(texts.type)
         or pa.types.is_large_string(texts.type)
         or pa.types.is_binary(texts.type)
         or pa.types.is_large_binary(texts.type)
-        or pa.types.is_null(texts.type)
     ):
         raise InputError(f"{part.path}: text column {cfg.text_column!r} holds {texts.type}, not strings")
-    texts = texts.cast(pa.large_binary())
-    try:
-        texts.cast(pa.large_string())  # validates all rows at C speed; the common case
-        return texts, 0
-    except pa.ArrowInvalid:
-        pass
-    invalid = np.zeros(len(texts), bool)
-    for i, b in enumerate(texts.to_pylist()):  # rare: find the offending rows
-        if b is not None:
-            try:
-                b.decode("utf-8")
-            except UnicodeDecodeError:
-                invalid[i] = True
-    if cfg.strict_utf8:
+    invalid = invalid_utf8_rows(texts)
+    if cfg.strict_utf8 and invalid.any():
         raise InputError(f"{part.path} row {part.first_row + int(np.argmax(invalid))}: text is not valid UTF-8")
-    return pc.if_else(pa.array(invalid), pa.scalar(None, pa.large_binary()), texts), int(invalid.sum())
+    return texts, int(invalid.sum())
 
 
 def lang_stats(langs: pa.Array | None, **masks: np.ndarray) -> dict[str, dict[str, int]]:
@@ -104,38 +97,30 @@ def match_partition(part: Partition, cfg: CurateConfig) -> tuple[dict, np.ndarra
     """Pass 1 for one partition: (stats, entry ids, their counts)."""
     lay = OutDir(cfg.out)
     marker, shard = lay.marker("matches", part), lay.shard("matches", part)
+    n_entries = load_cached(cfg.metadata_ref).n_entries
     if marker.exists():  # done before: recount from the shard
-        ids = pq.read_table(shard, columns=["matched_entry_ids"]).column(0).combine_chunks().values
-        return read_json(marker), *sparse_counts(ids.to_numpy(), load_cached(cfg.metadata_ref).n_entries)
+        return read_json(marker), *sparse_counts(matchindex.match_result(matchindex.read(shard)).entry_ids, n_entries)
     table, id_column = _read_pass1(cfg, part)
     texts, n_invalid = _checked_texts(table, part, cfg)
     uids = _uids(table, part, id_column)
     langs = _column(table, part, cfg.lang_column).cast(pa.string()) if cfg.lang_column else None
     res, no_list = load_cached(cfg.metadata_ref).match(texts, langs, cfg.device, cfg.threads)
-    lengths = np.diff(res.offsets)
-    matched = lengths > 0
+    matched = np.diff(res.offsets) > 0
     rows = np.flatnonzero(matched)
-    index = pa.table(
-        {
-            "row": pa.array(rows + part.first_row, pa.int64()),
-            UID: uids.take(pa.array(rows)),
-            "matched_entry_ids": pa.ListArray.from_arrays(
-                pa.array(np.concatenate([[0], np.cumsum(lengths[rows])]).astype(np.int32)), pa.array(res.entry_ids)
-            ),
-        }
+    taken = pa.array(rows)
+    images = _column(table, part, cfg.image_column).take(taken) if cfg.image_column else None
+    index = matchindex.build(
+        rows + part.first_row,
+        MatchResult(np.append(res.offsets[rows], res.offsets[-1]), res.entry_ids),
+        uids=uids.take(taken) if uids is not None else None,
+        uid_prefix=f"{part.name}:" if uids is None else None,
+        image_keys=image_key_column(images) if images is not None else None,
     )
-    if cfg.image_column:  # what one-text-per-image selection needs, for matched rows only
-        images = _column(table, part, cfg.image_column).take(pa.array(rows))
-        index = index.append_column("part", pa.array(np.full(len(rows), part.index, np.int32)))
-        index = index.append_column(
-            "image_key",
-            pa.array(image_keys(images), pa.uint64(), mask=images.is_null().to_numpy(zero_copy_only=False)),
-        )
-    write_parquet_atomic(index, shard)
+    matchindex.write(index, shard)
     stats = {
         "file": part.name,
         "rows_in": table.num_rows,
-        "rows_null_text": int(table.column(cfg.text_column).null_count),
+        "rows_null_text": int(texts.null_count),
         "rows_invalid_utf8": n_invalid,
         "rows_no_metadata_lang": no_list,
         "rows_matched": len(rows),
@@ -143,4 +128,4 @@ def match_partition(part: Partition, cfg: CurateConfig) -> tuple[dict, np.ndarra
         "languages": lang_stats(langs, rows_in=np.ones(table.num_rows, bool), rows_matched=matched),
     }
     write_json_atomic(stats, marker)  # last: marks the partition complete
-    return stats, *sparse_counts(res.entry_ids, load_cached(cfg.metadata_ref).n_entries)
+    return stats, *sparse_counts(res.entry_ids, n_entries)

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
-from .balance import keep_mask, uid_keys
+from . import matchindex
+from .balance import keep_mask
 from .config import UID, CurateConfig
 from .images import lost_image
-from .results import MatchResult
 from .outdir import OutDir
 from .pass1 import lang_stats
 from .pool import Partition, read_partition
 from .storage import read_json, write_json_atomic, write_parquet_atomic
+from .texts import invalid_utf8_rows
 
 
 def balance_partition(part: Partition, cfg: CurateConfig, p: np.ndarray) -> dict:
@@ -28,31 +29,34 @@ def balance_partition(part: Partition, cfg: CurateConfig, p: np.ndarray) -> dict
         stats = read_json(marker)
         if stats.get("balance_id") == cfg.balance_id:
             return stats
-    index = pq.read_table(lay.shard("matches", part))
-    ids = index.column("matched_entry_ids").combine_chunks()
-    result = MatchResult(ids.offsets.to_numpy().astype(np.int64), ids.values.to_numpy().astype(np.int32))
-    uids = index.column(UID).combine_chunks()
+    index = matchindex.read(lay.shard("matches", part))
+    result = matchindex.match_result(index)
+    keys = matchindex.uid_keys(index)
     if cfg.device == "gpu":
-        from .gpu_engine import keep_rows_gpu, uid_keys_gpu
+        from .gpu_engine import keep_rows_gpu
 
-        keep = keep_rows_gpu(result.offsets, result.entry_ids, uid_keys_gpu(uids), p, cfg.seed).get()
+        keep = keep_rows_gpu(result.offsets, result.entry_ids, keys, p, cfg.seed).get()
     else:
-        keep = keep_mask(result, uid_keys(uids), p, cfg.seed, cfg.threads)
-    rows = index.column("row").to_numpy()
+        keep = keep_mask(result, keys, p, cfg.seed, cfg.threads)
+    rows = index.column(matchindex.ROW).to_numpy()
     lost = lost_image(cfg, part, rows)
     keep &= ~lost
     kept_rows = rows[keep] - part.first_row
     table = read_partition(part, _kept_columns(cfg, part), cfg.text_column).take(pa.array(kept_rows))
     table = _with_text_as_string(table, cfg.text_column)
     if UID not in table.column_names:
-        table = table.append_column(UID, uids.filter(pa.array(keep)))
+        table = table.append_column(UID, matchindex.uids(index, keep))
     if cfg.keep_matched_ids:
-        table = table.append_column("matched_entry_ids", ids.filter(pa.array(keep)))
+        ids = index.column(matchindex.IDS).combine_chunks().filter(pa.array(keep))
+        table = table.append_column(matchindex.IDS, ids.cast(pa.list_(pa.int32())))
+    invalid = read_json(lay.marker("matches", part))["rows_invalid_utf8"]
+    kept_invalid = int(invalid_utf8_rows(table.column(cfg.text_column)).sum()) if invalid else 0
     write_parquet_atomic(table, shard)
     langs = table.column(cfg.lang_column).combine_chunks() if cfg.lang_column else None
     stats = {
         "file": part.name,
         "rows_kept": table.num_rows,
+        "rows_kept_invalid_utf8": kept_invalid,
         "rows_same_image_dropped": int(lost.sum()),
         "balance_id": cfg.balance_id,
         "languages": lang_stats(langs, rows_kept=np.ones(table.num_rows, bool)),
@@ -69,8 +73,11 @@ def _kept_columns(cfg: CurateConfig, part: Partition) -> list[str] | None:
 
 
 def _with_text_as_string(table: pa.Table, column: str) -> pa.Table:
-    """Kept texts are valid UTF-8 (invalid rows match nothing): store them as strings."""
+    """Texts read as bytes (text formats) are stored as strings, each row's
+    bytes untouched: a kept text that is not valid UTF-8 (it matched on its
+    bytes) is counted in the summary, never altered."""
     i = table.column_names.index(column)
     if pa.types.is_binary(table.schema.field(i).type) or pa.types.is_large_binary(table.schema.field(i).type):
-        table = table.set_column(i, column, table.column(i).cast(pa.large_string()))
+        as_string = pc.CastOptions(target_type=pa.large_string(), allow_invalid_utf8=True)
+        table = table.set_column(i, column, pc.cast(table.column(i), options=as_string))
     return table

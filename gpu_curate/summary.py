@@ -54,6 +54,7 @@ def build_summary(cfg, pass1: Totals, pass2: Totals, thresholds, timings, counts
                 "rows_matched",
                 "rows_same_image_dropped",
                 "rows_kept",
+                "rows_kept_invalid_utf8",
                 "pairs_matched",
             )
         },

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pyarrow as pa
 
+from . import _core
 from .errors import InputError
 
 
@@ -33,3 +36,36 @@ def string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     off = np.frombuffer(offsets, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
     raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
     return raw[off[0] : off[-1]], off - off[0]
+
+
+class ColumnBuffers(NamedTuple):
+    """An Arrow string/binary array as the kernels read it (gc::StringColumn):
+    row i is data[offsets[offset + i]:offsets[offset + i + 1]], null where
+    bit offset + i of validity is 0 (validity None: no nulls)."""
+
+    data: np.ndarray  # uint8
+    offsets: np.ndarray  # int32 or int64
+    validity: np.ndarray | None  # uint8 bitmap
+    offset: int
+    n_rows: int
+
+
+def column_buffers(arr: pa.Array) -> ColumnBuffers:
+    """Views of the array's own buffers: nothing is copied."""
+    validity, offsets, data = arr.buffers()[:3]
+    wide = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
+    return ColumnBuffers(
+        data=np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8),
+        offsets=np.frombuffer(offsets, dtype=np.int64 if wide else np.int32) if offsets else np.zeros(1, np.int32),
+        validity=np.frombuffer(validity, dtype=np.uint8) if validity is not None and arr.null_count else None,
+        offset=arr.offset,
+        n_rows=len(arr),
+    )
+
+
+def invalid_utf8_rows(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Per row: True where the text is not null and not valid UTF-8."""
+    if isinstance(texts, pa.ChunkedArray):
+        chunks = [invalid_utf8_rows(c) for c in texts.chunks]
+        return np.concatenate(chunks) if chunks else np.zeros(0, bool)
+    return _core.invalid_utf8(*column_buffers(texts))

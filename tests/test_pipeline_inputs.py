@@ -84,13 +84,16 @@ def test_null_texts_are_counted_and_never_kept(tmp_path):
     assert summary["rows_null_text"] == 2 and summary["rows_matched"] == 2 and summary["rows_kept"] == 2
 
 
-def test_invalid_utf8_is_counted_and_skipped(tmp_path):
+def test_invalid_utf8_matches_on_its_bytes_and_is_counted(tmp_path):
+    """SPEC section 2: a text that is not valid UTF-8 matches on its raw bytes
+    (counted); a kept one is written with its bytes untouched (counted)."""
     pool = tmp_path / "pool.txt"
-    pool.write_bytes(b"a dog\nbad \xff\xfe dog\na cat\n")
+    pool.write_bytes(b"a dog\nbad \xff\xfe dog\na cat\n\xc0\xaf dog\n")
     summary = curate_here(pool, tmp_path / "out", t=100)
-    assert summary["rows_in"] == 3 and summary["rows_invalid_utf8"] == 1
-    assert summary["rows_matched"] == 2 and summary["rows_kept"] == 2
-    assert pq.read_table(tmp_path / "out" / "kept").column("text").to_pylist() == ["a dog", "a cat"]
+    assert summary["rows_in"] == 4 and summary["rows_invalid_utf8"] == 2
+    assert summary["rows_matched"] == 4 and summary["rows_kept"] == 4 and summary["rows_kept_invalid_utf8"] == 2
+    kept = pq.read_table(tmp_path / "out" / "kept").sort_by("uid").column("text").cast(pa.large_binary())
+    assert kept.to_pylist() == [b"a dog", b"bad \xff\xfe dog", b"a cat", b"\xc0\xaf dog"]
 
 
 def test_strict_utf8_names_the_row(tmp_path):
@@ -278,7 +281,7 @@ def test_big_text_files_split_into_line_ranges_with_the_same_result(tmp_path, te
         path.write_text(header + "".join(f"{t}\thttp://x/{i}\r\n" for i, t in enumerate(lines)), encoding="utf-8")
     whole = curate_here(path, tmp_path / "whole", partition_rows=10**6)
     split = curate_here(path, tmp_path / "split", partition_rows=97)
-    assert len(split["files"]) == 1 and len(list((tmp_path / "split" / "matches").glob("part-*.parquet"))) == 16
+    assert len(split["files"]) == 1 and len(list((tmp_path / "split" / "matches").glob("part-*.arrow"))) == 16
     assert whole["rows_in"] == split["rows_in"] == len(lines)
     assert np.array_equal(counts(tmp_path / "whole"), counts(tmp_path / "split"))
     a = pq.read_table(tmp_path / "whole" / "kept").sort_by("uid")
