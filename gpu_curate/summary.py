@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import __version__
+from .gpu_backend import device_label
 
 
 @dataclass
@@ -62,7 +63,7 @@ def build_summary(cfg, pass1: Totals, pass2: Totals, thresholds, timings, counts
         "thresholds": thresholds,
         "seed": cfg.seed,
         "padding": padding,
-        "device": cfg.device,
+        "device": device_label(cfg.device),
         "entries": counts_table.num_rows,
         "entries_matched": int(pc.sum(pc.greater(counts_table.column("count"), 0)).as_py() or 0),
         "timings": {
