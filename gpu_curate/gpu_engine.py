@@ -14,7 +14,9 @@ use them, never at import time: a CPU-only install imports it freely.
 
 "CuPy" is gpu_backend.cupy(): the real CuPy, or with GPU_CURATE_EMULATE=1
 the emulated device (gpu_curate.emulated_cupy), which runs these very calls
-and kernels on the host. Kernels run on CuPy's current stream. cuDF works on the legacy default
+and kernels on the host.
+
+Kernels run on CuPy's current stream. cuDF works on the legacy default
 stream, which orders itself with every other blocking stream, so reading a
 cuDF column in place needs no extra synchronization.
 """

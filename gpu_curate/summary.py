@@ -94,7 +94,7 @@ def format_summary(s: dict) -> str:
     ]
     if s["timings"].get("rows_per_s"):
         lines.append(
-            f"time          pass 1 {s['timings']['pass1_s']:.1f} s, pass 2 {s['timings']['pass2_s']:.1f} s, {s['timings']['rows_per_s']:,.0f} rows/s"
+            f"time          pass 1 {s['timings']['pass1_s']:.1f} s, pass 2 {s['timings']['pass2_s']:.1f} s, {s['timings']['rows_per_s']:,.0f} rows/s on {s['device']}"
         )
     return "\n".join(lines)
 

@@ -12,7 +12,8 @@ def skip_unless_gpu(need_cudf: bool = False) -> None:
 
     absent = gpu_backend.missing(need_cudf)
     if absent:
-        pytest.skip(f"no GPU engine here: missing {', '.join(absent)}")
+        hint = "" if gpu_backend.emulated() else f" ({gpu_backend.EMULATE_ENV}=1 runs these on the emulated device)"
+        pytest.skip(f"no GPU engine here: missing {', '.join(absent)}{hint}")
 
 
 @pytest.fixture
