@@ -37,19 +37,22 @@ def match_command(
     """Match every text of one file against the metadata and write the match sets."""
     import pyarrow as pa
 
+    from .gpu_backend import device_label
+    from .match import match, resolve_device
+    from .metadata import Metadata
     from .pool import read_table
     from .storage import write_parquet_atomic
-    from .match import match
-    from .metadata import Metadata
 
     md = Metadata.load(metadata, padding=padding)
     table = read_table(input, columns=None)
     if text_column not in table.column_names:
         raise CurateError(f"{input}: no column {text_column!r} (columns: {', '.join(table.column_names)})")
+    device = resolve_device(device)
     res = match(table.column(text_column), md, device=device, threads=threads)
     table = table.append_column("matched_entry_ids", res.to_arrow().cast(pa.list_(pa.int32())))
     write_parquet_atomic(table, out)
-    typer.echo(f"{len(res)} rows, {int((res.offsets[1:] > res.offsets[:-1]).sum())} matched -> {out}")
+    matched = int((res.offsets[1:] > res.offsets[:-1]).sum())
+    typer.echo(f"{len(res)} rows, {matched} matched on {device_label(device)} -> {out}")
 
 
 def _partition_rows(size: str, inputs: list[str]) -> int:
@@ -106,7 +109,9 @@ def curate_command(
         0, "--seed", help="Sampling seed: the kept set depends only on pool, metadata, t and seed."
     ),
     device: str = typer.Option(
-        "cpu", "--device", help="cpu, gpu or auto (gpu when cuDF and a CUDA device are present)."
+        "cpu",
+        "--device",
+        help="cpu, gpu or auto (gpu when cuDF and a CUDA device are present; GPU_CURATE_EMULATE=1 makes gpu the emulated device, for development).",
     ),
     text_column: str = typer.Option("text", "--text-column", help="Column holding the alt-text."),
     id_column: str = typer.Option(

@@ -19,9 +19,13 @@ def make_client(
     """A distributed Client: on an existing scheduler, or on a new local cluster."""
     from distributed import Client, LocalCluster
 
+    from .gpu_backend import emulated
+
     if scheduler_address:
         return Client(scheduler_address)
-    if device == "gpu":
+    # The emulated device runs in any worker process (which inherits
+    # GPU_CURATE_EMULATE), so it gets a plain LocalCluster.
+    if device == "gpu" and not emulated():
         try:
             from dask_cuda import LocalCUDACluster
         except ImportError:

@@ -10,7 +10,11 @@ use them, never at import time: a CPU-only install imports it freely.
     counts_gpu                     entry ids -> rows per entry
     uid_keys_gpu                   uids -> 64-bit sampling keys
     keep_rows_gpu                  CSR + keys + p + seed -> keep per row
-    available / require            is the engine usable here, or why not
+    available / require            is the engine usable here, or why not (gpu_backend)
+
+"CuPy" is gpu_backend.cupy(): the real CuPy, or with GPU_CURATE_EMULATE=1
+the emulated device (gpu_curate.emulated_cupy), which runs these very calls
+and kernels on the host.
 
 Kernels run on CuPy's current stream. cuDF works on the legacy default
 stream, which orders itself with every other blocking stream, so reading a
@@ -21,9 +25,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import threading
-import warnings
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ import pyarrow as pa
 from . import kernels
 from .automaton import Automaton
 from .errors import DeviceError, InputError
+from .gpu_backend import available, cupy, missing, require  # noqa: F401  (available, missing: API)
 from .results import MatchResult
 from .texts import as_string_array
 
@@ -44,57 +47,6 @@ _BLOCK = 256
 # A null device pointer for a kernel's pointer parameter (CuPy passes a NumPy
 # scalar by value, so this is 8 zero bytes where the kernel reads a pointer).
 _NULL = np.uint64(0)
-
-
-# -- availability ----------------------------------------------------------------
-@functools.cache
-def _probe() -> tuple[str | None, str | None, str | None]:
-    """What stands in the way of (CuPy, a CUDA device, cuDF), None where nothing does.
-
-    Cached: the answer does not change within a process, and asking CUDA for
-    its devices costs a driver initialization.
-    """
-    if importlib.util.find_spec("cupy") is None:
-        no_cupy: str | None = "CuPy"
-        no_device: str | None = "a CUDA device (unknown without CuPy)"
-    else:
-        no_cupy = no_device = None
-        try:
-            # CuPy warns about CUDA paths on machines without CUDA; that is
-            # exactly the case this function reports, so the warning is noise.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                import cupy
-
-                if cupy.cuda.runtime.getDeviceCount() < 1:
-                    no_device = "a CUDA device"
-        except ImportError as e:
-            no_cupy, no_device = f"a working CuPy ({e})", "a CUDA device (unknown without CuPy)"
-        except Exception as e:  # CUDARuntimeError: no driver, no device, driver too old
-            no_device = f"a CUDA device ({e})"
-    no_cudf = "cuDF" if importlib.util.find_spec("cudf") is None else None
-    return no_cupy, no_device, no_cudf
-
-
-def missing(need_cudf: bool = True) -> list[str]:
-    """The GPU engine's requirements absent here, as phrases for an error message."""
-    no_cupy, no_device, no_cudf = _probe()
-    return [m for m in (no_cupy, no_device, no_cudf if need_cudf else None) if m]
-
-
-def available(need_cudf: bool = True) -> bool:
-    """True when the GPU engine can run here (CuPy, a CUDA device and, by default, cuDF)."""
-    return not missing(need_cudf)
-
-
-def require(need_cudf: bool = True) -> None:
-    """Raise DeviceError, in one line naming what is missing, unless available()."""
-    absent = missing(need_cudf)
-    if absent:
-        raise DeviceError(
-            f"the GPU engine needs {', '.join(absent)}; "
-            "install gpu_curate[gpu] on a machine with an NVIDIA GPU, or use --device cpu"
-        )
 
 
 # -- automaton tables in GPU memory ------------------------------------------------
@@ -141,11 +93,11 @@ class DeviceTables:
     nbytes: int
 
 
-# Uploaded tables, most recently used last, keyed by (device, content
-# fingerprint) so that an automaton unpickled anew in every Dask task is
+# Uploaded tables, most recently used last, keyed by (CuPy module, device,
+# content fingerprint) so that an automaton unpickled anew in every Dask task is
 # uploaded once per worker, not once per partition. Bounded in bytes because
 # worldwide metadata has one (mostly small) automaton per language.
-_TABLE_CACHE: OrderedDict[tuple[int, str], DeviceTables] = OrderedDict()
+_TABLE_CACHE: OrderedDict[tuple[str, int, str], DeviceTables] = OrderedDict()
 _TABLE_CACHE_BYTES = 2 << 30
 _TABLE_LOCK = threading.Lock()
 _FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -166,16 +118,15 @@ def _fingerprint(automaton: Automaton) -> str:
 
 def device_tables(automaton: Automaton) -> DeviceTables:
     """The automaton's tables on the current GPU, uploaded once per process and reused."""
-    import cupy
-
-    key = (cupy.cuda.runtime.getDevice(), _fingerprint(automaton))
+    cp = cupy()
+    key = (cp.__name__, cp.cuda.runtime.getDevice(), _fingerprint(automaton))
     with _TABLE_LOCK:
         cached = _TABLE_CACHE.get(key)
         if cached is not None:
             _TABLE_CACHE.move_to_end(key)
             return cached
-        args = tuple(cupy.asarray(v) if isinstance(v, np.ndarray) else v for _, v in table_arguments(automaton.tables))
-        tables = DeviceTables(args, key[0], sum(a.nbytes for a in args if isinstance(a, cupy.ndarray)))
+        args = tuple(cp.asarray(v) if isinstance(v, np.ndarray) else v for _, v in table_arguments(automaton.tables))
+        tables = DeviceTables(args, key[1], sum(a.nbytes for a in args if isinstance(a, cp.ndarray)))
         _TABLE_CACHE[key] = tables
         total = sum(t.nbytes for t in _TABLE_CACHE.values())
         while total > _TABLE_CACHE_BYTES and len(_TABLE_CACHE) > 1:
@@ -242,13 +193,12 @@ def arrow_window(arr: pa.Array) -> ArrowWindow:
 
 
 def _strings_from_arrow(arr: pa.Array) -> _DeviceStrings:
-    import cupy
-
+    cp = cupy()
     w = arrow_window(arr)
     return _DeviceStrings(
-        chars=cupy.asarray(w.chars),
-        offsets=cupy.asarray(w.offsets),
-        validity=_NULL if w.validity is None else cupy.asarray(w.validity),
+        chars=cp.asarray(w.chars),
+        offsets=cp.asarray(w.offsets),
+        validity=_NULL if w.validity is None else cp.asarray(w.validity),
         offset=w.offset,
         n_rows=len(arr),
         wide=w.offsets.dtype == np.int64,
@@ -293,7 +243,7 @@ def _address(buf) -> np.uint64:
 def _strings_from_cudf(obj) -> _DeviceStrings:
     """Reads a cuDF strings column where it lies (chars, offsets child, null
     mask, slice offset); libcudf's bit order is Arrow's."""
-    import cupy
+    cp = cupy()
     import pylibcudf as plc
 
     col = _pylibcudf_column(obj)
@@ -305,7 +255,7 @@ def _strings_from_cudf(obj) -> _DeviceStrings:
         # or null. Give it real (all-zero) offsets and let the walk decide.
         return _DeviceStrings(
             chars=_NULL,
-            offsets=cupy.zeros(col.offset() + n + 1, dtype=cupy.int32),
+            offsets=cp.zeros(col.offset() + n + 1, dtype=cp.int32),
             validity=_address(col.null_mask()),
             offset=col.offset(),
             n_rows=n,
@@ -335,28 +285,24 @@ def _strings_from_cudf(obj) -> _DeviceStrings:
 
 # -- kernels -------------------------------------------------------------------------
 @functools.cache
-def _kernel(name: str, device: int):
-    import cupy
-
-    with cupy.cuda.Device(device):
-        return kernels.raw_module().get_function(name)
+def _kernel(cp, name: str, device: int):
+    with cp.cuda.Device(device):
+        return kernels.raw_module(cp).get_function(name)
 
 
 def _launch(name: str, n_rows: int, args: tuple) -> None:
-    import cupy
-
+    cp = cupy()
     if n_rows > 0:
-        kernel = _kernel(name, cupy.cuda.runtime.getDevice())
+        kernel = _kernel(cp, name, cp.cuda.runtime.getDevice())
         kernel(((n_rows + _BLOCK - 1) // _BLOCK,), (_BLOCK,), args)
 
 
 def _exclusive_scan(counts):
     """[0, c0, c0 + c1, ...] as int64, len(counts) + 1 items."""
-    import cupy
-
-    out = cupy.zeros(len(counts) + 1, dtype=cupy.int64)
+    cp = cupy()
+    out = cp.zeros(len(counts) + 1, dtype=cp.int64)
     if len(counts):
-        out[1:] = cupy.cumsum(counts, dtype=cupy.int64)
+        out[1:] = cp.cumsum(counts, dtype=cp.int64)
     return out
 
 
@@ -380,33 +326,31 @@ class DeviceMatchResult:
 
     @staticmethod
     def concat(parts: Sequence["DeviceMatchResult"]) -> "DeviceMatchResult":
-        import cupy
-
+        cp = cupy()
         if not parts:
-            return DeviceMatchResult(cupy.zeros(1, cupy.int64), cupy.zeros(0, cupy.int32))
+            return DeviceMatchResult(cp.zeros(1, cp.int64), cp.zeros(0, cp.int32))
         shifts = np.cumsum([0] + [len(p.entry_ids) for p in parts[:-1]])
-        offsets = cupy.concatenate([parts[0].offsets[:1]] + [p.offsets[1:] + int(s) for p, s in zip(parts, shifts)])
-        return DeviceMatchResult(offsets, cupy.concatenate([p.entry_ids for p in parts]))
+        offsets = cp.concatenate([parts[0].offsets[:1]] + [p.offsets[1:] + int(s) for p, s in zip(parts, shifts)])
+        return DeviceMatchResult(offsets, cp.concatenate([p.entry_ids for p in parts]))
 
 
 def _match_strings(col: _DeviceStrings, tables: DeviceTables) -> DeviceMatchResult:
-    import cupy
-
+    cp = cupy()
     n = col.n_rows
     suffix = "<int64_t>" if col.wide else "<int32_t>"
     column = (*tables.args, col.chars, col.offsets, col.validity, np.int64(col.offset), np.int64(n))
-    counts = cupy.empty(n, dtype=cupy.int64)
+    counts = cp.empty(n, dtype=cp.int64)
     _launch("gc::count_matches" + suffix, n, (*column, counts))
     starts = _exclusive_scan(counts)
     total = int(starts[-1])
-    raw = cupy.empty(total, dtype=cupy.int32)
-    n_unique = cupy.empty(n, dtype=cupy.int64)
+    raw = cp.empty(total, dtype=cp.int32)
+    n_unique = cp.empty(n, dtype=cp.int64)
     _launch("gc::write_matches" + suffix, n, (*column, starts, raw, n_unique))
     offsets = _exclusive_scan(n_unique)
     kept = int(offsets[-1])
     if kept == total:  # no row repeated an id: every region is already in place
         return DeviceMatchResult(offsets, raw)
-    ids = cupy.empty(kept, dtype=cupy.int32)
+    ids = cp.empty(kept, dtype=cp.int32)
     _launch("gc::compact_matches", n, (starts, raw, offsets, np.int64(n), ids))
     return DeviceMatchResult(offsets, ids)
 
@@ -435,19 +379,17 @@ def match_gpu(texts, automaton: Automaton) -> MatchResult:
 
 # -- counting and sampling -------------------------------------------------------------
 def _device_array(values, dtype):
-    import cupy
-
-    return cupy.ascontiguousarray(cupy.asarray(values, dtype=dtype))
+    cp = cupy()
+    return cp.ascontiguousarray(cp.asarray(values, dtype=dtype))
 
 
 def counts_gpu(entry_ids, n_entries: int):
     """Rows per entry (SPEC section 5) from CSR entry ids: cupy uint64, n_entries items."""
-    import cupy
-
-    ids = _device_array(entry_ids, cupy.int32)
+    cp = cupy()
+    ids = _device_array(entry_ids, cp.int32)
     if ids.size == 0:
-        return cupy.zeros(n_entries, dtype=cupy.uint64)
-    return cupy.bincount(ids, minlength=n_entries).astype(cupy.uint64)
+        return cp.zeros(n_entries, dtype=cp.uint64)
+    return cp.bincount(ids, minlength=n_entries).astype(cp.uint64)
 
 
 def uid_keys_gpu(uids):
@@ -456,22 +398,21 @@ def uid_keys_gpu(uids):
 
     uids: a cuDF Series or an Arrow array (chunked or not) of integers or strings.
     """
-    import cupy
-
+    cp = cupy()
     if is_device_column(uids):
         import pylibcudf as plc
 
         col = _pylibcudf_column(uids)
         if col.type().id() != plc.TypeId.STRING:
-            return cupy.ascontiguousarray(uids.astype("int64").to_cupy()).view(cupy.uint64)
+            return cp.ascontiguousarray(uids.astype("int64").to_cupy()).view(cp.uint64)
         strings = _strings_from_cudf(uids)
     else:
         uids = uids.combine_chunks() if isinstance(uids, pa.ChunkedArray) else uids
         if pa.types.is_integer(uids.type):
             host = uids.cast(pa.int64()).to_numpy(zero_copy_only=False).view(np.uint64)
-            return cupy.asarray(host)
+            return cp.asarray(host)
         strings = _strings_from_arrow(as_string_array(uids))
-    keys = cupy.empty(strings.n_rows, dtype=cupy.uint64)
+    keys = cp.empty(strings.n_rows, dtype=cp.uint64)
     suffix = "<int64_t>" if strings.wide else "<int32_t>"
     args = (strings.chars, strings.offsets, np.int64(strings.offset), np.int64(strings.n_rows), keys)
     _launch("gc::hash_rows" + suffix, strings.n_rows, args)
@@ -484,15 +425,14 @@ def keep_rows_gpu(offsets, entry_ids, uid_keys, p, seed: int):
     The same gc::keep_row as gpu_curate._core.keep_rows, so both engines keep
     the same rows. Inputs may be NumPy or CuPy arrays.
     """
-    import cupy
-
-    offsets = _device_array(offsets, cupy.int64)
-    ids = _device_array(entry_ids, cupy.int32)
-    uid_keys = _device_array(uid_keys, cupy.uint64)
-    p = _device_array(p, cupy.float64)
+    cp = cupy()
+    offsets = _device_array(offsets, cp.int64)
+    ids = _device_array(entry_ids, cp.int32)
+    uid_keys = _device_array(uid_keys, cp.uint64)
+    p = _device_array(p, cp.float64)
     n = len(uid_keys)
     if len(offsets) != n + 1:
         raise InputError(f"offsets must have len(uid_keys) + 1 = {n + 1} items, got {len(offsets)}")
-    keep = cupy.zeros(n, dtype=cupy.bool_)
+    keep = cp.zeros(n, dtype=cp.bool_)
     _launch("gc::keep_rows", n, (offsets, ids, uid_keys, p, np.uint64(seed), np.int64(n), keep))
     return keep

@@ -27,6 +27,7 @@ from .count import CountAccumulator
 from .datacomp import write_datacomp_subset
 from .errors import InputError
 from .executor import Executor
+from .gpu_backend import device_label
 from .images import select_one_text_per_image
 from .match import resolve_device
 from .outdir import OutDir
@@ -56,7 +57,9 @@ def curate(cfg: CurateConfig, client=None, progress: bool = True, log: Callable[
     write_json_atomic({"pass1": identity, "config": cfg.to_json()}, lay.run)
     parts = plan_partitions(files, cfg.partition_rows, cfg.text_column)
     lists = ", ".join(lang or "one list" for lang in mdset.lists)
-    log(f"{len(files)} files, {len(parts)} partitions, {mdset.n_entries:,} entries ({lists})")
+    log(
+        f"{len(files)} files, {len(parts)} partitions, {mdset.n_entries:,} entries ({lists}), on {device_label(cfg.device)}"
+    )
     started = time.perf_counter()
     for lang in mdset.lists:  # built once here, so local workers load it from the disk cache
         mdset.automaton(lang)

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import __version__
+from .gpu_backend import device_label
 
 
 @dataclass
@@ -63,7 +64,7 @@ def build_summary(cfg, pass1: Totals, pass2: Totals, thresholds, timings, counts
         "thresholds": thresholds,
         "seed": cfg.seed,
         "padding": padding,
-        "device": cfg.device,
+        "device": device_label(cfg.device),
         "entries": counts_table.num_rows,
         "entries_matched": int(pc.sum(pc.greater(counts_table.column("count"), 0)).as_py() or 0),
         "timings": {
@@ -94,7 +95,7 @@ def format_summary(s: dict) -> str:
     ]
     if s["timings"].get("rows_per_s"):
         lines.append(
-            f"time          pass 1 {s['timings']['pass1_s']:.1f} s, pass 2 {s['timings']['pass2_s']:.1f} s, {s['timings']['rows_per_s']:,.0f} rows/s"
+            f"time          pass 1 {s['timings']['pass1_s']:.1f} s, pass 2 {s['timings']['pass2_s']:.1f} s, {s['timings']['rows_per_s']:,.0f} rows/s on {s['device']}"
         )
     return "\n".join(lines)
 

@@ -301,14 +301,13 @@ def test_datacomp_subset_rejects_other_uids():
 
 
 @pytest.mark.gpu
-def test_gpu_run_keeps_the_same_rows_as_cpu(tmp_path, reference):
+def test_gpu_run_keeps_the_same_rows_as_cpu(gpu, tmp_path, reference):
     """--device gpu: the walk and the keep decision on the GPU, bit for bit."""
-    from gpu_curate import gpu_engine
+    from gpu_curate.gpu_backend import emulated
 
-    if not gpu_engine.available():
-        pytest.skip("no GPU engine here: " + ", ".join(gpu_engine.missing()))
-    run(make_pool(tmp_path / "pool", n_files=2), tmp_path / "out", partition_rows=700, device="gpu")
+    summary = run(make_pool(tmp_path / "pool", n_files=2), tmp_path / "out", partition_rows=700, device="gpu")
     assert_same_as_reference(tmp_path / "out", reference)
+    assert summary["device"] == ("gpu (emulated)" if emulated() else "gpu")
 
 
 def test_cli_on_an_existing_scheduler(tmp_path, reference):
