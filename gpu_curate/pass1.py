@@ -16,7 +16,9 @@ from .count import sparse_counts
 from .errors import InputError
 from .images import image_keys
 from .outdir import OutDir
-from .pool import Partition, read_partition
+from .fs import quote_path
+from .pool import Partition
+from .readers import parquet_columns, read_partition
 from .storage import read_json, write_json_atomic, write_parquet_atomic
 from .worldwide import load_cached
 
@@ -26,7 +28,7 @@ def _read_pass1(cfg: CurateConfig, part: Partition) -> tuple[pa.Table, str | Non
     if part.format != "parquet":  # text formats are read whole anyway
         table = read_partition(part, None, cfg.text_column)
         return table, _id_column(cfg, part, table.column_names)
-    id_column = _id_column(cfg, part, pq.read_schema(part.path).names)
+    id_column = _id_column(cfg, part, parquet_columns(part.path))
     wanted = [cfg.text_column] + [c for c in (id_column, cfg.lang_column, cfg.image_column) if c]
     return read_partition(part, list(dict.fromkeys(wanted)), cfg.text_column), id_column
 
@@ -35,13 +37,15 @@ def _id_column(cfg: CurateConfig, part: Partition, names: list[str]) -> str | No
     if cfg.id_column == AUTO:
         return UID if UID in names else None
     if cfg.id_column != UID and UID in names:  # the outputs' uid column would be ambiguous
-        raise InputError(f"{part.path}: has a column {UID!r} but --id-column is {cfg.id_column!r}; use --id-column uid")
+        raise InputError(
+            f"{quote_path(part.path)}: has a column {UID!r} but --id-column is {cfg.id_column!r}; use --id-column uid"
+        )
     return cfg.id_column
 
 
 def _column(table: pa.Table, part: Partition, name: str) -> pa.Array:
     if name not in table.column_names:
-        raise InputError(f"{part.path}: no column {name!r} (columns: {', '.join(table.column_names)})")
+        raise InputError(f"{quote_path(part.path)}: no column {name!r} (columns: {', '.join(table.column_names)})")
     return table.column(name).combine_chunks()
 
 
@@ -52,9 +56,11 @@ def _uids(table: pa.Table, part: Partition, id_column: str | None) -> pa.Array:
     uids = _column(table, part, id_column)
     if uids.null_count:
         row = part.first_row + int(pc.index(pc.is_null(uids), True).as_py())
-        raise InputError(f"{part.path} row {row}: null uid in column {id_column!r}")
+        raise InputError(f"{quote_path(part.path)} row {row}: null uid in column {id_column!r}")
     if not (pa.types.is_integer(uids.type) or pa.types.is_string(uids.type) or pa.types.is_large_string(uids.type)):
-        raise InputError(f"{part.path}: uid column {id_column!r} must hold integers or strings, not {uids.type}")
+        raise InputError(
+            f"{quote_path(part.path)}: uid column {id_column!r} must hold integers or strings, not {uids.type}"
+        )
     return uids
 
 
@@ -69,7 +75,7 @@ def _checked_texts(table: pa.Table, part: Partition, cfg: CurateConfig) -> tuple
         or pa.types.is_large_binary(texts.type)
         or pa.types.is_null(texts.type)
     ):
-        raise InputError(f"{part.path}: text column {cfg.text_column!r} holds {texts.type}, not strings")
+        raise InputError(f"{quote_path(part.path)}: text column {cfg.text_column!r} holds {texts.type}, not strings")
     texts = texts.cast(pa.large_binary())
     try:
         texts.cast(pa.large_string())  # validates all rows at C speed; the common case
@@ -84,7 +90,9 @@ def _checked_texts(table: pa.Table, part: Partition, cfg: CurateConfig) -> tuple
             except UnicodeDecodeError:
                 invalid[i] = True
     if cfg.strict_utf8:
-        raise InputError(f"{part.path} row {part.first_row + int(np.argmax(invalid))}: text is not valid UTF-8")
+        raise InputError(
+            f"{quote_path(part.path)} row {part.first_row + int(np.argmax(invalid))}: text is not valid UTF-8"
+        )
     return pc.if_else(pa.array(invalid), pa.scalar(None, pa.large_binary()), texts), int(invalid.sum())
 
 
