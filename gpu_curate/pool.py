@@ -123,20 +123,7 @@ def _find_local(item: str, path: str, exclude_real: str | None, skipped: list[di
             raise InputError(f"{quote_path(item)}: is the run's --out; give the pool and the outputs different places")
         listed = _walk(path, exclude_real, skipped)
     elif glob.has_magic(path):
-        listed = []
-        for p in sorted(glob.glob(path, recursive=True)):
-            if exclude_real and _inside(p, exclude_real):
-                continue  # the run's own outputs
-            if os.path.basename(p).startswith((".", "_")):
-                skipped.append({"path": p, "reason": HIDDEN})
-            elif os.path.islink(p) and not os.path.exists(p):
-                _broken_link(p, skipped)
-            elif os.path.isdir(p):
-                listed.extend(_walk(p, exclude_real, skipped))
-            elif os.path.isfile(p):
-                listed.append(p)
-            else:
-                skipped.append({"path": p, "reason": NOT_REGULAR})
+        listed = _glob_local(path, exclude_real, skipped)
     elif os.path.isfile(path):
         return [_local_file(path)]  # named on its own: read as named
     elif os.path.islink(path):
@@ -146,14 +133,59 @@ def _find_local(item: str, path: str, exclude_real: str | None, skipped: list[di
     return [_local_file(p) for p in _pool_files(listed, skipped)]
 
 
+def _glob_local(pattern: str, exclude_real: str | None, skipped: list[dict]) -> list[str]:
+    """Files matched by a glob, with the directory rules: no hidden path
+    component below the glob's fixed root, --out left out, and every
+    directory the pattern can reach readable (Python's glob passes over an
+    unreadable one in silence)."""
+    root = _glob_root(pattern, os.sep)
+    reach = None if "**" in pattern else pattern[len(root) :].strip(os.sep).count(os.sep) + 1
+    _walk(root or os.curdir, exclude_real, [], depth=reach)  # raises on an unreadable directory
+    listed, hidden_tops = [], set()
+    for p in sorted(glob.glob(pattern, recursive=True)):
+        if exclude_real and _inside(p, exclude_real):
+            continue  # the run's own outputs
+        top = _hidden_top(root, p, os.sep)
+        if top is not None:
+            if top not in hidden_tops:  # a hidden directory is listed once, not file by file
+                hidden_tops.add(top)
+                skipped.append({"path": top, "reason": HIDDEN})
+        elif os.path.islink(p) and not os.path.exists(p):
+            _broken_link(p, skipped)
+        elif os.path.isdir(p):
+            if reach is not None:  # `pool/2024-*` names directories; with ** glob lists their files itself
+                listed.extend(_walk(p, exclude_real, skipped))
+        elif os.path.isfile(p):
+            listed.append(p)
+        else:
+            skipped.append({"path": p, "reason": NOT_REGULAR})
+    return listed
+
+
+def _glob_root(pattern: str, sep: str = "/") -> str:
+    """The directory part of a glob before its first wildcard ("" for none, "/" for the root)."""
+    parts = pattern.split(sep)
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    return sep.join(parts[:fixed]) or (sep if pattern.startswith(sep) else "")
+
+
+def _hidden_top(root: str, path: str, sep: str) -> str | None:
+    """The path down to the first component below `root` whose name starts with . or _, or None."""
+    prefix = root if not root or root.endswith(sep) else root + sep
+    parts = (path[len(prefix) :] if path.startswith(prefix) else path).split(sep)
+    hidden = next((i for i, part in enumerate(parts) if part.startswith((".", "_"))), None)
+    return None if hidden is None else prefix + sep.join(parts[: hidden + 1])
+
+
 def _inside(path: str, directory: str) -> bool:
     real = os.path.realpath(path)
     return real == directory or real.startswith(directory + os.sep)
 
 
-def _walk(top: str, exclude_real: str | None, skipped: list[dict]) -> list[str]:
-    """Files under `top`, sorted by name at each level. Unlike Path.rglob,
-    an unreadable directory is an error, not silently empty."""
+def _walk(top: str, exclude_real: str | None, skipped: list[dict], depth: int | None = None) -> list[str]:
+    """Files under `top` (down to `depth` levels; None: all), sorted by name at
+    each level. Unlike Path.rglob, an unreadable directory is an error, not
+    silently empty."""
     try:
         with os.scandir(top) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -173,8 +205,8 @@ def _walk(top: str, exclude_real: str | None, skipped: list[dict]) -> list[str]:
                 continue  # the run's own outputs: never pool files
             if e.is_symlink():
                 skipped.append({"path": e.path, "reason": DIR_LINK})
-            else:
-                files.extend(_walk(e.path, exclude_real, skipped))
+            elif depth is None or depth > 1:
+                files.extend(_walk(e.path, exclude_real, skipped, None if depth is None else depth - 1))
         elif e.is_file():
             files.append(e.path)
         else:
@@ -244,26 +276,16 @@ def _find_remote(url: str, fs, path: str, skipped: list[dict]) -> list[PoolFile]
     for p in sorted(infos):
         if infos[p].get("type", "file") != "file":
             continue
-        parts = p[len(root) :].strip("/").split("/")
-        hidden = next((i for i, part in enumerate(parts) if part.startswith((".", "_"))), None)
-        if hidden is None:
+        top = _hidden_top(root, p, "/")
+        if top is None:
             listed[fs.unstrip_protocol(p)] = infos[p]
-            continue
-        top = "/".join([root, *parts[: hidden + 1]])
-        if top not in hidden_tops:  # a hidden directory is listed once, not file by file
+        elif top not in hidden_tops:  # a hidden directory is listed once, not file by file
             hidden_tops.add(top)
             skipped.append({"path": fs.unstrip_protocol(top), "reason": HIDDEN})
     return [
         PoolFile(u, u, file_format(u), int(listed[u]["size"]), _version(listed[u]))
         for u in _pool_files(list(listed), skipped)
     ]
-
-
-def _glob_root(pattern: str) -> str:
-    """The directory part of a glob before its first wildcard."""
-    parts = pattern.split("/")
-    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
-    return "/".join(parts[:fixed])
 
 
 # What stores report that changes when an object is rewritten; each gives some of these.

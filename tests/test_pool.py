@@ -76,11 +76,23 @@ def test_a_directory_lists_what_it_skips_and_why(tmp_path, monkeypatch):
 
 
 def test_a_glob_skips_alike_and_a_named_file_is_read_as_named(tmp_path):
-    for name in ("a.parquet", "_b.parquet", "c_stats.json", "d.json"):
+    for name in (
+        "a.parquet",
+        "_b.parquet",
+        "c_stats.json",
+        "d.json",
+        "_tmp/e.parquet",
+        "_tmp/f.parquet",
+        "g/h.parquet",
+    ):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text("{}" if name.endswith("json") else "")
     pool = find_pool([str(tmp_path / "*")])
-    assert names(pool) == ["a.parquet", "d.json"]
-    assert sorted(s["reason"] for s in pool.skipped) == sorted([pool_mod.HIDDEN, pool_mod.STATS])
+    assert names(pool) == ["a.parquet", "d.json", "g/h.parquet"]
+    assert sorted(s["reason"] for s in pool.skipped) == sorted([pool_mod.HIDDEN] * 2 + [pool_mod.STATS])
+    pool = find_pool([str(tmp_path / "**" / "*.parquet")])
+    assert names(pool) == ["a.parquet", "g/h.parquet"]
+    assert [s["path"] for s in pool.skipped] == [str(tmp_path / "_b.parquet"), str(tmp_path / "_tmp")]
     assert names(find_pool([str(tmp_path / "_b.parquet")])) == ["_b.parquet"]
 
 
@@ -131,8 +143,10 @@ def test_an_unreadable_subdirectory_is_refused_not_skipped(tmp_path, monkeypatch
     else:
         _deny(monkeypatch, sub, "list")
     try:
-        with pytest.raises(gc.InputError, match=r"sub: cannot list this pool directory \(Permission denied\)"):
-            find_pool([str(tmp_path / "pool")])
+        for given_as in ("pool", "pool/*/*.parquet", "pool/**"):
+            with pytest.raises(gc.InputError, match=r"sub: cannot list this pool directory \(Permission denied\)"):
+                find_pool([str(tmp_path / given_as)])
+        assert names(find_pool([str(tmp_path / "pool" / "*.parquet")])) == ["a.parquet"]  # sub is out of its reach
     finally:
         os.chmod(sub, 0o755)
 
