@@ -31,7 +31,9 @@ LINE_FORMATS = ("txt", "tsv")
 def parquet_file(path: str) -> pq.ParquetFile:
     fs, inner = split_url(path)
     try:
-        return pq.ParquetFile(inner, filesystem=fs)
+        return pq.ParquetFile(
+            inner if fs is None else fs.open(inner, "rb")
+        )  # seekable: only the footer and row groups read are fetched
     except (pa.ArrowInvalid, OSError) as e:
         raise InputError(f"{quote_path(path)}: not a readable parquet file ({one_line(e)})") from None
 
