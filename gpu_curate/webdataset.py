@@ -66,8 +66,7 @@ def read_tar(path: str, text_column: str, tar_text: str = DEFAULT_TAR_TEXT) -> p
     suffix, json_key = check_tar_text(tar_text)
     rows = _Rows(path, suffix, json_key)
     try:
-        # bufsize: skipped image payloads are read past in blocks this large, not 10 kB at a time
-        with open_file(path) as raw, tarfile.open(fileobj=raw, mode="r|*", bufsize=1 << 20) as tar:
+        with open_file(path) as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
             key, members = None, {}
             for m in tar:
                 split = sample_key(m.name) if m.isfile() else None
