@@ -48,15 +48,14 @@ FORMATS = {
 }
 
 HIDDEN = "name starts with . or _"
-STATS = "img2dataset shard stats, not pool rows"
+STATS = "img2dataset stats file"
 NOT_A_POOL_FORMAT = "not a pool format"
-DIR_LINK = "symlink to a directory: not followed"
+DIR_LINK = "symlink to a directory (not followed)"
 NOT_REGULAR = "not a regular file"
 BROKEN_LINK = "broken symlink"
-TWIN = (
-    "img2dataset shard twin: the parquet of the same name is read instead (the same samples, columnar, "
-    "plus the failed downloads: see its status column); name the tars to read them instead"
-)
+# img2dataset writes each shard as NNNNN.parquet and NNNNN.tar: the parquet is read
+# (columnar; note that it also lists the failed downloads, see its status column).
+TWIN = "img2dataset tar beside its parquet (the parquet is read)"
 
 
 def file_format(path: str) -> str:
@@ -109,7 +108,7 @@ def find_pool(inputs: list[str], exclude: str | None = None) -> Pool:
         found = _find_local(item, path, exclude_real, skipped) if fs is None else _find_remote(item, fs, path, skipped)
         if not found:
             reasons = Counter(s["reason"] for s in skipped[before:])
-            why = "; ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+            why = "; ".join(f"{reason} ({n})" for reason, n in reasons.most_common())
             raise InputError(f"{quote_path(item)}: no pool files found" + (f" (skipped: {why})" if why else ""))
         files.extend(found)
     seen: set[str] = set()

@@ -105,8 +105,8 @@ def format_summary(s: dict) -> str:
     if s.get("files_empty"):
         lines.append(f"empty files   {len(s['files_empty']):,} (0 rows; listed in summary.json)")
     if s.get("files_skipped"):
-        reasons = ", ".join(f"{n:,} {reason}" for reason, n in s["skipped_by_reason"].items())
-        lines.append(f"skipped       {s['files_skipped']:,} paths in the pool directories: {reasons}")
+        reasons = "; ".join(f"{reason} ({n:,})" for reason, n in s["skipped_by_reason"].items())
+        lines.append(f"skipped       {s['files_skipped']:,} paths: {reasons}; listed in summary.json")
     if s["timings"].get("rows_per_s"):
         lines.append(
             f"time          pass 1 {s['timings']['pass1_s']:.1f} s, pass 2 {s['timings']['pass2_s']:.1f} s, {s['timings']['rows_per_s']:,.0f} rows/s"

@@ -99,7 +99,10 @@ def test_a_glob_skips_alike_and_a_named_file_is_read_as_named(tmp_path):
 def test_a_directory_of_nothing_readable_says_what_it_skipped(tmp_path):
     (tmp_path / "_SUCCESS").write_text("")
     (tmp_path / "a_stats.json").write_text("{}")
-    with pytest.raises(gc.InputError, match=r"no pool files found \(skipped: 1 name starts with . or _; 1 img2dataset"):
+    with pytest.raises(
+        gc.InputError,
+        match=r"no pool files found \(skipped: name starts with . or _ \(1\); img2dataset stats file \(1\)\)$",
+    ):
         find_pool([str(tmp_path)])
 
 
