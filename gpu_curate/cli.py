@@ -44,7 +44,7 @@ def match_command(
     from .storage import write_parquet_atomic
 
     md = Metadata.load(metadata, padding=padding)
-    table = read_table(input, columns=None)
+    table = read_table(input, columns=None, text_column=text_column)
     if text_column not in table.column_names:
         raise CurateError(f"{input}: no column {text_column!r} (columns: {', '.join(table.column_names)})")
     device = resolve_device(device)
@@ -62,18 +62,18 @@ def _partition_rows(size: str, inputs: list[str]) -> int:
         rows = int(size)
     else:
         import dask.utils
-        import pyarrow.parquet as pq
 
-        from .pool import expand_inputs
+        from .pool import find_pool
+        from .readers import parquet_file
 
         try:
             target = dask.utils.parse_bytes(size)
         except ValueError:
             raise CurateError(f"--partition-size: {size!r} is neither a row count nor a size like 256MB") from None
-        parquet = [f for f in expand_inputs(inputs) if f.suffix.lower() == ".parquet"]
+        parquet = [f.path for f in find_pool(inputs).files if f.format == "parquet"]
         row_bytes = 200  # no parquet to measure: a guess for alt-text lines
         if parquet:
-            meta = pq.ParquetFile(parquet[0]).metadata
+            meta = parquet_file(parquet[0]).metadata
             row_bytes = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups)) / max(
                 meta.num_rows, 1
             )
@@ -90,7 +90,8 @@ def _split(columns: Optional[str]) -> Optional[tuple[str, ...]]:
 @app.command("curate")
 def curate_command(
     pool: list[str] = typer.Argument(
-        ..., help="Pool files, directories or globs: parquet, jsonl, tsv/csv, txt (.gz too)."
+        ...,
+        help="Pool files, directories or globs, local or fsspec URLs (s3://, gs://, hf://): parquet, jsonl, tsv/csv, txt (.gz too), WebDataset .tar.",
     ),
     metadata: Path = typer.Option(
         ...,
@@ -152,6 +153,16 @@ def curate_command(
     datacomp_subset: Optional[Path] = typer.Option(
         None, "--datacomp-subset", help="Also write the kept uids as DataComp's sorted .npy subset."
     ),
+    tar_text: str = typer.Option(
+        "txt",
+        "--tar-text",
+        help="WebDataset tars: the member suffix holding the text (txt), or a key of the .json (json:caption).",
+    ),
+    verify_inputs: bool = typer.Option(
+        False,
+        "--verify-inputs",
+        help="Also hash every pool file, so a rerun compares contents, not only sizes and times.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Curate a pool: match, count, balance, write kept rows (resumable)."""
@@ -175,6 +186,8 @@ def curate_command(
         keep_matched_ids=keep_matched_ids,
         datacomp_subset=str(datacomp_subset) if datacomp_subset else None,
         image_column=image_column,
+        tar_text=tar_text,
+        verify_inputs=verify_inputs,
     )
     with LocalOrRemoteClient(
         cfg.device, in_process, workers, threads_per_worker, memory_limit, scheduler_address, rmm_pool_size, protocol

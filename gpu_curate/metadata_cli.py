@@ -205,13 +205,14 @@ def pool_hits(metadata: Path, pool: list[str], text_column: str, padding: str, c
     """How a pool meets the list: rows matched, entries hit, the most matched entries."""
     import numpy as np
 
-    from .pool import expand_inputs, plan_partitions, read_partition
+    from .pool import find_pool, plan_partitions
+    from .readers import read_partition
     from .match import match
     from .metadata import Metadata
 
     md = Metadata.load(metadata, padding=padding, column=column)
     counts, rows, matched = np.zeros(len(md), np.uint64), 0, 0
-    for part in plan_partitions(expand_inputs(pool), 100_000, text_column):  # one partition in memory at a time
+    for part in plan_partitions(find_pool(pool).files, 100_000, text_column):  # one partition in memory at a time
         res = match(read_partition(part, None, text_column).column(text_column), md)
         counts += res.counts(len(md)).astype(np.uint64)
         rows += len(res)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .config import AUTO, UID, CurateConfig
 from . import matchindex
@@ -17,7 +16,9 @@ from .count import sparse_counts
 from .errors import InputError
 from .images import image_key_column
 from .outdir import OutDir
-from .pool import Partition, read_partition
+from .fs import quote_path
+from .pool import Partition
+from .readers import parquet_columns, read_partition
 from .results import MatchResult
 from .storage import read_json, write_json_atomic
 from .texts import invalid_utf8_rows
@@ -29,7 +30,7 @@ def _read_pass1(cfg: CurateConfig, part: Partition) -> tuple[pa.Table, str | Non
     if part.format != "parquet":  # text formats are read whole anyway
         table = read_partition(part, None, cfg.text_column)
         return table, _id_column(cfg, part, table.column_names)
-    id_column = _id_column(cfg, part, pq.read_schema(part.path).names)
+    id_column = _id_column(cfg, part, parquet_columns(part.path))
     wanted = [cfg.text_column] + [c for c in (id_column, cfg.lang_column, cfg.image_column) if c]
     return read_partition(part, list(dict.fromkeys(wanted)), cfg.text_column), id_column
 
@@ -38,13 +39,15 @@ def _id_column(cfg: CurateConfig, part: Partition, names: list[str]) -> str | No
     if cfg.id_column == AUTO:
         return UID if UID in names else None
     if cfg.id_column != UID and UID in names:  # the outputs' uid column would be ambiguous
-        raise InputError(f"{part.path}: has a column {UID!r} but --id-column is {cfg.id_column!r}; use --id-column uid")
+        raise InputError(
+            f"{quote_path(part.path)}: has a column {UID!r} but --id-column is {cfg.id_column!r}; use --id-column uid"
+        )
     return cfg.id_column
 
 
 def _column(table: pa.Table, part: Partition, name: str) -> pa.Array:
     if name not in table.column_names:
-        raise InputError(f"{part.path}: no column {name!r} (columns: {', '.join(table.column_names)})")
+        raise InputError(f"{quote_path(part.path)}: no column {name!r} (columns: {', '.join(table.column_names)})")
     return table.column(name).combine_chunks()
 
 
@@ -55,9 +58,11 @@ def _uids(table: pa.Table, part: Partition, id_column: str | None) -> pa.Array |
     uids = _column(table, part, id_column)
     if uids.null_count:
         row = part.first_row + int(pc.index(pc.is_null(uids), True).as_py())
-        raise InputError(f"{part.path} row {row}: null uid in column {id_column!r}")
+        raise InputError(f"{quote_path(part.path)} row {row}: null uid in column {id_column!r}")
     if not (pa.types.is_integer(uids.type) or pa.types.is_string(uids.type) or pa.types.is_large_string(uids.type)):
-        raise InputError(f"{part.path}: uid column {id_column!r} must hold integers or strings, not {uids.type}")
+        raise InputError(
+            f"{quote_path(part.path)}: uid column {id_column!r} must hold integers or strings, not {uids.type}"
+        )
     return uids
 
 
@@ -74,10 +79,11 @@ def _checked_texts(table: pa.Table, part: Partition, cfg: CurateConfig) -> tuple
         or pa.types.is_binary(texts.type)
         or pa.types.is_large_binary(texts.type)
     ):
-        raise InputError(f"{part.path}: text column {cfg.text_column!r} holds {texts.type}, not strings")
+        raise InputError(f"{quote_path(part.path)}: text column {cfg.text_column!r} holds {texts.type}, not strings")
     invalid = invalid_utf8_rows(texts)
     if cfg.strict_utf8 and invalid.any():
-        raise InputError(f"{part.path} row {part.first_row + int(np.argmax(invalid))}: text is not valid UTF-8")
+        first = part.first_row + int(np.argmax(invalid))
+        raise InputError(f"{quote_path(part.path)} row {first}: text is not valid UTF-8")
     return texts, int(invalid.sum())
 
 

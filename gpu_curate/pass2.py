@@ -16,7 +16,8 @@ from .config import UID, CurateConfig
 from .images import lost_image
 from .outdir import OutDir
 from .pass1 import lang_stats
-from .pool import Partition, read_partition
+from .pool import Partition
+from .readers import read_rows
 from .storage import read_json, write_json_atomic, write_parquet_atomic
 from .texts import invalid_utf8_rows
 
@@ -42,7 +43,7 @@ def balance_partition(part: Partition, cfg: CurateConfig, p: np.ndarray) -> dict
     lost = lost_image(cfg, part, rows)
     keep &= ~lost
     kept_rows = rows[keep] - part.first_row
-    table = read_partition(part, _kept_columns(cfg, part), cfg.text_column).take(pa.array(kept_rows))
+    table = read_rows(part, kept_rows, _kept_columns(cfg, part), cfg.text_column)
     table = _with_text_as_string(table, cfg.text_column)
     if UID not in table.column_names:
         table = table.append_column(UID, matchindex.uids(index, keep))

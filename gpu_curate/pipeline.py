@@ -27,13 +27,15 @@ from .count import CountAccumulator
 from .datacomp import write_datacomp_subset
 from .errors import InputError
 from .executor import Executor
+from .fs import quote_path
 from .gpu_backend import device_label
 from .images import select_one_text_per_image
 from .match import resolve_device
 from .outdir import OutDir
 from .pass1 import match_partition
 from .pass2 import balance_partition
-from .pool import expand_inputs, plan_partitions
+from .identity import changed_input, input_identity
+from .pool import Pool, find_pool, plan_partitions
 from .storage import read_json, write_json_atomic, write_parquet_atomic
 from .summary import Totals, build_summary, format_summary
 from .worldwide import load_cached
@@ -45,20 +47,20 @@ def curate(cfg: CurateConfig, client=None, progress: bool = True, log: Callable[
     """Run passes 1 and 2 (resuming whatever a previous run of the same
     command finished) and return the summary."""
     cfg = replace(cfg, device=resolve_device(cfg.device))  # a one-line error before any work
-    files = expand_inputs(list(cfg.inputs))
+    pool = find_pool(list(cfg.inputs), exclude=cfg.out)
     lay = OutDir(cfg.out)
     mdset = load_cached(cfg.metadata_ref)
-    identity = cfg.pass1_identity(files)
-    if lay.run.exists() and read_json(lay.run)["pass1"] != identity:
-        raise InputError(
-            f"{lay.out}: holds the outputs of a different run (other pool, metadata or options); use a new --out"
-        )
+    identity = cfg.pass1_identity(input_identity(pool.files, cfg.verify_inputs))
+    if lay.run.exists():
+        _check_same_run(lay, read_json(lay.run)["pass1"], identity)
     lay.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic({"pass1": identity, "config": cfg.to_json()}, lay.run)
-    parts = plan_partitions(files, cfg.partition_rows, cfg.text_column)
+    parts = plan_partitions(pool.files, cfg.partition_rows, cfg.text_column, cfg.tar_text)
     lists = ", ".join(lang or "one list" for lang in mdset.lists)
+    skipped = f", {len(pool.skipped)} skipped (listed in summary.json)" if pool.skipped else ""
     log(
-        f"{len(files)} files, {len(parts)} partitions, {mdset.n_entries:,} entries ({lists}), on {device_label(cfg.device)}"
+        f"{len(pool.files)} files{skipped}, {len(parts)} partitions, {mdset.n_entries:,} entries ({lists}), "
+        f"on {device_label(cfg.device)}"
     )
     started = time.perf_counter()
     for lang in mdset.lists:  # built once here, so local workers load it from the disk cache
@@ -74,7 +76,28 @@ def curate(cfg: CurateConfig, client=None, progress: bool = True, log: Callable[
     table = mdset.entry_table().append_column("count", pa.array(counts.counts, pa.uint64()))
     write_parquet_atomic(table, lay.counts)
     timings = {"pass1_s": time.perf_counter() - started}
-    return _balance(cfg, parts, table, pass1, timings, executor, log)
+    return _balance(cfg, pool, parts, table, pass1, timings, executor, log)
+
+
+def _check_same_run(lay: OutDir, old: dict, new: dict) -> None:
+    """Refuse an --out made from another pool (naming the file that differs) or with other options."""
+    if _refuse_changed_pool(old["inputs"], new["inputs"]):
+        old = {**old, "inputs": new["inputs"]}  # the same files (with --verify-inputs, perhaps touched)
+    if old != new:
+        raise InputError(
+            f"{quote_path(lay.out)}: holds the outputs of a different run (other pool, metadata or options); "
+            "use a new --out"
+        )
+
+
+def _refuse_changed_pool(recorded: list, inputs: list[dict]) -> bool:
+    """One line naming the first pool file that is not as recorded. False where
+    the record is an older version's ([path, size] pairs), which is not compared here."""
+    if not all(isinstance(d, dict) for d in recorded):
+        return False
+    if why := changed_input(recorded, inputs):
+        raise InputError(why)
+    return True
 
 
 def balance(
@@ -94,7 +117,10 @@ def balance(
     cfg = replace(
         cfg, out=str(lay.out), **{k: v for k, v in (("t", t), ("t_en", t_en), ("seed", seed)) if v is not None}
     )
-    parts = plan_partitions(expand_inputs(list(cfg.inputs)), cfg.partition_rows, cfg.text_column)
+    pool = find_pool(list(cfg.inputs), exclude=cfg.out)
+    # pass 2 re-reads the kept rows from the pool: it must be the pool that pass 1 matched
+    _refuse_changed_pool(read_json(lay.run)["pass1"]["inputs"], input_identity(pool.files))
+    parts = plan_partitions(pool.files, cfg.partition_rows, cfg.text_column, cfg.tar_text)
     pass1 = Totals()
     for part in parts:
         marker = lay.marker("matches", part)
@@ -102,10 +128,12 @@ def balance(
             raise InputError(f"{marker}: missing; pass 1 did not finish (rerun `gpu-curate curate`)")
         pass1.add(read_json(marker))
     write_json_atomic({**read_json(lay.run), "config": cfg.to_json()}, lay.run)
-    return _balance(cfg, parts, pq.read_table(lay.counts), pass1, {}, Executor(client, progress), log)
+    return _balance(cfg, pool, parts, pq.read_table(lay.counts), pass1, {}, Executor(client, progress), log)
 
 
-def _balance(cfg, parts, counts_table: pa.Table, pass1: Totals, timings: dict, executor: Executor, log) -> dict:
+def _balance(
+    cfg, pool: Pool, parts, counts_table: pa.Table, pass1: Totals, timings: dict, executor: Executor, log
+) -> dict:
     lay = OutDir(cfg.out)
     lay.summary.unlink(missing_ok=True)  # kept/ is about to change: the run is incomplete until rewritten
     counts = counts_table.column("count").to_numpy()
@@ -131,7 +159,7 @@ def _balance(cfg, parts, counts_table: pa.Table, pass1: Totals, timings: dict, e
     if cfg.datacomp_subset:
         write_datacomp_subset(lay.out / "kept", cfg.datacomp_subset)
     padding = read_json(lay.run)["pass1"]["padding"]
-    summary = build_summary(cfg, pass1, pass2, thresholds, timings, counts_table, padding)
+    summary = build_summary(cfg, pass1, pass2, thresholds, timings, counts_table, padding, pool.skipped)
     write_json_atomic(summary, lay.summary)
     log(format_summary(summary))
     return summary

@@ -4,6 +4,7 @@ and per language, and the lines printed at the end of a run."""
 from __future__ import annotations
 
 import platform
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +35,13 @@ class Totals:
                 mine[key] = mine.get(key, 0) + value
 
 
-def build_summary(cfg, pass1: Totals, pass2: Totals, thresholds, timings, counts_table: pa.Table, padding: str) -> dict:
+# The summary lists at most this many skipped pool paths (all are counted, by reason).
+SKIPPED_LISTED = 1000
+
+
+def build_summary(
+    cfg, pass1: Totals, pass2: Totals, thresholds, timings, counts_table: pa.Table, padding: str, skipped=()
+) -> dict:
     overall = {**pass1.overall, **pass2.overall}
     files = {name: {**stats, **pass2.files.get(name, {})} for name, stats in pass1.files.items()}
     for stats in files.values():
@@ -72,6 +79,10 @@ def build_summary(cfg, pass1: Totals, pass2: Totals, thresholds, timings, counts
             "rows_per_s": overall.get("rows_in", 0) / total_s if "pass1_s" in timings and total_s else None,
         },
         "files": files,
+        "files_empty": sorted(name for name, stats in files.items() if stats["rows_in"] == 0),
+        "files_skipped": len(skipped),
+        "skipped_by_reason": dict(Counter(s["reason"] for s in skipped)),
+        "skipped": list(skipped[:SKIPPED_LISTED]),
         "languages": languages,
         "versions": _versions(),
     }
@@ -93,6 +104,11 @@ def format_summary(s: dict) -> str:
         + (f"t={s['t']:g}" if s["t"] is not None else f"t_en={s['t_en']:g}")
         + f", seed={s['seed']}",
     ]
+    if s.get("files_empty"):
+        lines.append(f"empty files   {len(s['files_empty']):,} (0 rows; listed in summary.json)")
+    if s.get("files_skipped"):
+        reasons = "; ".join(f"{reason} ({n:,})" for reason, n in s["skipped_by_reason"].items())
+        lines.append(f"skipped       {s['files_skipped']:,} paths: {reasons}; listed in summary.json")
     if s["timings"].get("rows_per_s"):
         lines.append(
             f"time          pass 1 {s['timings']['pass1_s']:.1f} s, pass 2 {s['timings']['pass2_s']:.1f} s, {s['timings']['rows_per_s']:,.0f} rows/s on {s['device']}"
