@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from .config import AUTO, UID, CurateConfig
 from .count import sparse_counts
+from .datacomp import first_non_datacomp_uid
 from .errors import InputError
 from .images import image_keys
 from .outdir import OutDir
@@ -25,13 +26,13 @@ def _read_pass1(cfg: CurateConfig, part: Partition) -> tuple[pa.Table, str | Non
     """The partition's columns that pass 1 needs, and its uid column (None: derived uids)."""
     if part.format != "parquet":  # text formats are read whole anyway
         table = read_partition(part, None, cfg.text_column)
-        return table, _id_column(cfg, part, table.column_names)
-    id_column = _id_column(cfg, part, pq.read_schema(part.path).names)
+        return table, id_column_of(cfg, part, table.column_names)
+    id_column = id_column_of(cfg, part, pq.read_schema(part.path).names)
     wanted = [cfg.text_column] + [c for c in (id_column, cfg.lang_column, cfg.image_column) if c]
     return read_partition(part, list(dict.fromkeys(wanted)), cfg.text_column), id_column
 
 
-def _id_column(cfg: CurateConfig, part: Partition, names: list[str]) -> str | None:
+def id_column_of(cfg: CurateConfig, part: Partition, names: list[str]) -> str | None:
     if cfg.id_column == AUTO:
         return UID if UID in names else None
     if cfg.id_column != UID and UID in names:  # the outputs' uid column would be ambiguous
@@ -39,17 +40,17 @@ def _id_column(cfg: CurateConfig, part: Partition, names: list[str]) -> str | No
     return cfg.id_column
 
 
-def _column(table: pa.Table, part: Partition, name: str) -> pa.Array:
+def column_of(table: pa.Table, part: Partition, name: str) -> pa.Array:
     if name not in table.column_names:
         raise InputError(f"{part.path}: no column {name!r} (columns: {', '.join(table.column_names)})")
     return table.column(name).combine_chunks()
 
 
-def _uids(table: pa.Table, part: Partition, id_column: str | None) -> pa.Array:
+def row_uids(table: pa.Table, part: Partition, id_column: str | None) -> pa.Array:
     if id_column is None:  # "<file relative to the pool root>:<row number in the file>"
         rows = pa.array(np.arange(part.first_row, part.first_row + table.num_rows))
         return pc.binary_join_element_wise(f"{part.name}:", rows.cast(pa.string()), "")
-    uids = _column(table, part, id_column)
+    uids = column_of(table, part, id_column)
     if uids.null_count:
         row = part.first_row + int(pc.index(pc.is_null(uids), True).as_py())
         raise InputError(f"{part.path} row {row}: null uid in column {id_column!r}")
@@ -58,10 +59,19 @@ def _uids(table: pa.Table, part: Partition, id_column: str | None) -> pa.Array:
     return uids
 
 
-def _checked_texts(table: pa.Table, part: Partition, cfg: CurateConfig) -> tuple[pa.Array, int]:
+def _check_datacomp_uids(uids: pa.Array, part: Partition, id_column: str | None) -> None:
+    bad = first_non_datacomp_uid(uids)
+    if bad is not None:
+        raise InputError(
+            f"{part.path} row {part.first_row + bad}: uid {uids[bad].as_py()!r} (column {id_column!r}) "
+            "is not 32 hex digits, which --datacomp-subset needs"
+        )
+
+
+def checked_texts(table: pa.Table, part: Partition, cfg: CurateConfig) -> tuple[pa.Array, int]:
     """The text column as binary with invalid UTF-8 rows nulled (they match
     nothing and are counted), or an error naming the row with --strict-utf8."""
-    texts = _column(table, part, cfg.text_column)
+    texts = column_of(table, part, cfg.text_column)
     if not (
         pa.types.is_string(texts.type)
         or pa.types.is_large_string(texts.type)
@@ -108,9 +118,11 @@ def match_partition(part: Partition, cfg: CurateConfig) -> tuple[dict, np.ndarra
         ids = pq.read_table(shard, columns=["matched_entry_ids"]).column(0).combine_chunks().values
         return read_json(marker), *sparse_counts(ids.to_numpy(), load_cached(cfg.metadata_ref).n_entries)
     table, id_column = _read_pass1(cfg, part)
-    texts, n_invalid = _checked_texts(table, part, cfg)
-    uids = _uids(table, part, id_column)
-    langs = _column(table, part, cfg.lang_column).cast(pa.string()) if cfg.lang_column else None
+    texts, n_invalid = checked_texts(table, part, cfg)
+    uids = row_uids(table, part, id_column)
+    if cfg.datacomp_subset:
+        _check_datacomp_uids(uids, part, id_column)
+    langs = column_of(table, part, cfg.lang_column).cast(pa.string()) if cfg.lang_column else None
     res, no_list = load_cached(cfg.metadata_ref).match(texts, langs, cfg.device, cfg.threads)
     lengths = np.diff(res.offsets)
     matched = lengths > 0
@@ -125,7 +137,7 @@ def match_partition(part: Partition, cfg: CurateConfig) -> tuple[dict, np.ndarra
         }
     )
     if cfg.image_column:  # what one-text-per-image selection needs, for matched rows only
-        images = _column(table, part, cfg.image_column).take(pa.array(rows))
+        images = column_of(table, part, cfg.image_column).take(pa.array(rows))
         index = index.append_column("part", pa.array(np.full(len(rows), part.index, np.int32)))
         index = index.append_column(
             "image_key",

@@ -15,13 +15,15 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from contextlib import nullcontext
+from typing import Callable, ContextManager
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .balance import entry_probabilities, worldwide_probabilities, worldwide_thresholds
+from .checks import check_numbers, check_run
 from .config import CurateConfig
 from .count import CountAccumulator
 from .datacomp import write_datacomp_subset
@@ -40,38 +42,72 @@ from .worldwide import load_cached
 __all__ = ["CurateConfig", "curate", "balance"]
 
 
-def curate(cfg: CurateConfig, client=None, progress: bool = True, log: Callable[[str], None] = lambda s: None) -> dict:
+def curate(
+    cfg: CurateConfig,
+    client=None,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda s: None,
+    cluster: Callable[[], ContextManager] | None = None,
+) -> dict:
     """Run passes 1 and 2 (resuming whatever a previous run of the same
-    command finished) and return the summary."""
-    cfg = replace(cfg, device=resolve_device(cfg.device))  # a one-line error before any work
+    command finished) and return the summary.
+
+    Every check (checks.check_run) passes before anything is written to
+    --out. `cluster`, if given, makes a context manager yielding the Dask
+    client (cluster.LocalOrRemoteClient); it is entered only once the checks
+    passed and work remains, so a bad option or a finished run starts no cluster.
+    """
+    cfg = replace(cfg, device=resolve_device(cfg.device))
     files = expand_inputs(list(cfg.inputs))
+    check_run(cfg, files)
     lay = OutDir(cfg.out)
-    mdset = load_cached(cfg.metadata_ref)
     identity = cfg.pass1_identity(files)
-    if lay.run.exists() and read_json(lay.run)["pass1"] != identity:
+    previous = read_json(lay.run) if lay.run.exists() else None
+    if previous and previous["pass1"] != identity and lay.has_shards():
         raise InputError(
             f"{lay.out}: holds the outputs of a different run (other pool, metadata or options); use a new --out"
         )
-    lay.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic({"pass1": identity, "config": cfg.to_json()}, lay.run)
-    parts = plan_partitions(files, cfg.partition_rows, cfg.text_column)
-    lists = ", ".join(lang or "one list" for lang in mdset.lists)
-    log(f"{len(files)} files, {len(parts)} partitions, {mdset.n_entries:,} entries ({lists})")
-    started = time.perf_counter()
-    for lang in mdset.lists:  # built once here, so local workers load it from the disk cache
-        mdset.automaton(lang)
-    log(f"automata ready in {time.perf_counter() - started:.1f} s")
+    if previous and previous["pass1"] == identity and _complete(cfg, previous, lay):
+        summary = read_json(lay.summary)
+        log(f"{lay.out}: already complete (the same command finished before); nothing to do")
+        log(format_summary(summary, timings=False))
+        return summary
 
-    executor = Executor(client, progress)
-    started = time.perf_counter()
-    counts, pass1 = CountAccumulator(mdset.n_entries), Totals()
-    for stats, ids, n in executor.map(match_partition, parts, "pass 1: match", cfg=cfg):
-        pass1.add(stats)
-        counts.add(ids, n)
-    table = mdset.entry_table().append_column("count", pa.array(counts.counts, pa.uint64()))
-    write_parquet_atomic(table, lay.counts)
-    timings = {"pass1_s": time.perf_counter() - started}
-    return _balance(cfg, parts, table, pass1, timings, executor, log)
+    with cluster() if cluster is not None else nullcontext(client) as client:  # an unreachable one fails here
+        parts = plan_partitions(files, cfg.partition_rows, cfg.text_column)
+        mdset = load_cached(cfg.metadata_ref)
+        lists = ", ".join(lang or "one list" for lang in mdset.lists)
+        log(f"{len(files)} files, {len(parts)} partitions, {mdset.n_entries:,} entries ({lists})")
+        started = time.perf_counter()
+        for lang in mdset.lists:  # built once here, so local workers load it from the disk cache
+            mdset.automaton(lang)
+        log(f"automata ready in {time.perf_counter() - started:.1f} s")
+
+        lay.summary.unlink(missing_ok=True)  # from here on, the outputs are those of this command
+        lay.out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic({"pass1": identity, "config": cfg.to_json()}, lay.run)
+        executor = Executor(client, progress)
+        resumed = sum(lay.marker("matches", part).exists() for part in parts)
+        started = time.perf_counter()
+        counts, pass1 = CountAccumulator(mdset.n_entries), Totals()
+        for stats, ids, n in executor.map(match_partition, parts, "pass 1: match", cfg=cfg):
+            pass1.add(stats)
+            counts.add(ids, n)
+        table = mdset.entry_table().append_column("count", pa.array(counts.counts, pa.uint64()))
+        write_parquet_atomic(table, lay.counts)
+        timings = {"pass1_s": time.perf_counter() - started}
+        if resumed:  # rows/s over a resumed run would count rows matched before
+            timings["pass1_partitions_done_before"] = resumed
+        return _balance(cfg, parts, table, pass1, timings, executor, log)
+
+
+def _complete(cfg: CurateConfig, previous: dict, lay: OutDir) -> bool:
+    """Whether --out holds the finished outputs of exactly this command."""
+    return (
+        lay.summary.exists()
+        and previous["config"] == cfg.to_json()
+        and (not cfg.datacomp_subset or Path(cfg.datacomp_subset).exists())
+    )
 
 
 def balance(
@@ -91,6 +127,7 @@ def balance(
     cfg = replace(
         cfg, out=str(lay.out), **{k: v for k, v in (("t", t), ("t_en", t_en), ("seed", seed)) if v is not None}
     )
+    check_numbers(cfg)
     parts = plan_partitions(expand_inputs(list(cfg.inputs)), cfg.partition_rows, cfg.text_column)
     pass1 = Totals()
     for part in parts:
