@@ -40,7 +40,7 @@ def match_cpu(arr: pa.Array, automaton: Automaton, threads: int | None = None) -
 def resolve_device(device: Device) -> Literal["cpu", "gpu"]:
     """`gpu` needs CuPy and a device (Arrow input reaches the GPU without
     cuDF; a cuDF column brings cuDF with it); `auto` picks the GPU when cuDF,
-    CuPy and a device are all present, as DESIGN.md says."""
+    CuPy and a device are all present."""
     if device == "cpu":
         return "cpu"
     from . import gpu_engine
@@ -59,7 +59,7 @@ def match(
     device: Device = "cpu",
     threads: int | None = None,
 ) -> MatchResult:
-    """Match sets of `texts` (SPEC section 4).
+    """Match sets of `texts` (docs/semantics.md section 4).
 
     texts: list of str/None, a pyarrow (large_)string or binary array or
     chunked array, or a pandas Series. Nulls match nothing.

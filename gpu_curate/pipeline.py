@@ -1,4 +1,4 @@
-"""The curation run (SPEC sections 5-8): pass 1 matches and counts, pass 2 samples.
+"""The curation run (docs/semantics.md sections 5-8): pass 1 matches and counts, pass 2 samples.
 
     curate   pass 1 over every partition (resuming), the global counts, then balance
     balance  pass 2 alone, from a finished pass 1, with new t / seed

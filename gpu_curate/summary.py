@@ -1,4 +1,4 @@
-"""The run summary (SPEC section 8): stats summed over partitions, per file
+"""The run summary (docs/semantics.md section 8): stats summed over partitions, per file
 and per language, and the lines printed at the end of a run."""
 
 from __future__ import annotations
@@ -110,7 +110,10 @@ def format_summary(s: dict, timings: bool = True) -> str:
     ]
     times = s["timings"]
     if timings and "pass1_s" in times:
-        line = f"time          pass 1 {times['pass1_s']:.1f} s, pass 2 {times['pass2_s']:.1f} s"
+        line = f"time          pass 1 {times['pass1_s']:.1f} s, "
+        if "image_selection_s" in times:
+            line += f"one text per image {times['image_selection_s']:.1f} s, "
+        line += f"pass 2 {times['pass2_s']:.1f} s"
         if times.get("rows_per_s"):
             line += f", {times['rows_per_s']:,.0f} rows/s"
         if times.get("pass1_partitions_done_before"):

@@ -28,7 +28,7 @@ GC_HD uint64_t mix64(uint64_t z) {
 }
 
 // 64-bit hash of a byte string: FNV-1a, then mixed with the length.
-// The hash of string uids (sample.cuh); documented in README. Vocabulary
+// The hash of string uids (sample.cuh; docs/semantics.md section 7). Vocabulary
 // look-ups use token_key below instead.
 GC_HD uint64_t hash_bytes(const uint8_t* p, int64_t n) {
   uint64_t h = 0xcbf29ce484222325ULL;

@@ -327,7 +327,7 @@ def test_cli_on_an_existing_scheduler(tmp_path, reference):
     assert kept(tmp_path / "out").equals(reference[1])
 
 
-# -- one text per image (SPEC section 7) -----------------------------------------------
+# -- one text per image (docs/semantics.md section 7) -----------------------------------------------
 def image_pool(path, shuffle_seed=None):
     """Three captions per image, some matching nothing; some rows without an image."""
     rng = np.random.default_rng(0)

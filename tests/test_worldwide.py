@@ -18,7 +18,7 @@ from gpu_curate.pipeline import CurateConfig, curate
 
 # -- thresholds against a direct computation ----------------------------------------
 def direct_threshold(counts, share):
-    """SPEC section 6 spelled out: walk the ascending counts, keep the count whose
+    """docs/semantics.md section 6 spelled out: walk the ascending counts, keep the count whose
     cumulative share is closest to `share`, the smaller count on ties."""
     c = sorted(int(x) for x in counts if x > 0)
     if not c:
