@@ -28,10 +28,11 @@ MAX_SEED = 2**64  # the sampling hash takes the seed as an unsigned 64-bit integ
 _JSONL_HEAD = 1 << 20  # bytes of a jsonl file whose records name its columns (pyarrow's first block)
 
 
-def check_run(cfg: CurateConfig, files: list[Path]) -> None:
+def check_run(cfg: CurateConfig, files: list[Path], sampling: bool = True) -> None:
     """Raise one CurateError naming the option, file or entry at fault; return
     None when the run can start. Reads only the schema or header of the pool's
-    first file, and the metadata."""
+    first file, and the metadata. `sampling` False (gpu-curate match): what
+    only sampling needs is not asked for."""
     check_numbers(cfg)
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
@@ -43,7 +44,7 @@ def check_run(cfg: CurateConfig, files: list[Path]) -> None:
     if mdset.worldwide:
         if not cfg.lang_column:
             raise OptionError(f"{cfg.metadata}: per-language metadata needs the pool's language column (--lang-column)")
-        if "en" not in mdset.lists:
+        if sampling and "en" not in mdset.lists:
             raise MetadataError(
                 f"{cfg.metadata}: per-language metadata needs an 'en' list "
                 f"(--t-en sets English's threshold, and every other language's follows from it)"

@@ -37,7 +37,7 @@ def match_pool(cfg: CurateConfig, log: Callable[[str], None] = lambda s: None) -
     """Match every row of the pool; write the shards to cfg.out; return the totals."""
     cfg = replace(cfg, device=resolve_device(cfg.device))
     files = expand_inputs(list(cfg.inputs))
-    check_run(cfg, files)
+    check_run(cfg, files, sampling=False)
     out = Path(cfg.out)
     if out.is_dir() and any(out.iterdir()) and not (out / DONE).exists():
         raise OptionError(f"--out {out}: a directory that `gpu-curate match` did not write; use a new --out")

@@ -130,6 +130,22 @@ def test_datacomp_uid_values_fail_in_pass_1_naming_the_row(tmp_path):
     assert not (out / "kept").exists() and not (out / "entry_counts.parquet").exists()  # before pass 2
 
 
+def test_per_language_metadata_needs_a_language_column_and_english(tmp_path):
+    pool = tmp_path / "pool.parquet"
+    pq.write_table(pa.table({"text": ["a dog", "een hond"], "lang": ["en", "nl"]}), pool)
+    by_lang = tmp_path / "by_lang"
+    by_lang.mkdir()
+    (by_lang / "nl.txt").write_text("hond\n", encoding="utf-8")
+    out = tmp_path / "out"
+    one_line_error(curate(out, "--in-process", "--metadata", by_lang, pool=pool), "needs the pool's language column")
+    no_en = curate(out, "--in-process", "--metadata", by_lang, "--lang-column", "lang", pool=pool)
+    one_line_error(no_en, "per-language metadata needs an 'en' list")
+    assert not out.exists()
+    matched = cli("match", pool, "--metadata", by_lang, "--lang-column", "lang", "--out", out)  # no sampling: fine
+    assert matched.returncode == 0, matched.stderr
+    assert pq.read_table(out).column("matched_entry_ids").to_pylist() == [[], [0]]
+
+
 @pytest.mark.parametrize(
     "options, message",
     [
@@ -164,14 +180,17 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
 def test_ctrl_c_of_a_two_worker_run_is_one_line_and_the_rerun_resumes(tmp_path):
     """SIGINT to the whole process group, as a terminal's Ctrl-C sends it:
     the workers get it too, and none may print a traceback."""
+    pool = tmp_path / "pool.parquet"
+    pq.write_table(pq.read_table(demo_data.POOL).slice(0, 1000), pool)  # 100 partitions of 10 rows
     out = tmp_path / "out"
-    args = ["curate", POOL, "--metadata", METADATA, "--out", out, "--text-column", "TEXT", "--t", 5, "--quiet"]
+    args = ["curate", pool, "--metadata", METADATA, "--out", out, "--text-column", "TEXT", "--t", 5, "--quiet"]
     args += ["--partition-size", 10, "--workers", 2, "--threads-per-worker", 1]
     cmd = [sys.executable, "-m", "gpu_curate", *map(str, args)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
     while len(list((out / "matches").glob("_part-*.json"))) < 3 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be interrupted: " + proc.communicate()[1]
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
@@ -180,7 +199,8 @@ def test_ctrl_c_of_a_two_worker_run_is_one_line_and_the_rerun_resumes(tmp_path):
 
     rerun = subprocess.run(cmd, capture_output=True, text=True)
     assert rerun.returncode == 0 and rerun.stderr == "", rerun.stderr
-    fresh = curate(tmp_path / "fresh", "--in-process", "--text-column", "TEXT")
+    assert "resumed" in rerun.stdout and "rows/s" not in rerun.stdout
+    fresh = curate(tmp_path / "fresh", "--in-process", "--text-column", "TEXT", pool=pool)
     assert fresh.returncode == 0, fresh.stderr
     assert pq.read_table(out / "kept").sort_by("uid").equals(pq.read_table(tmp_path / "fresh" / "kept").sort_by("uid"))
 
