@@ -6,7 +6,7 @@ res = gc.match(["a photo of a dog"], md)
 """
 
 from .automaton import Automaton
-from .errors import CurateError, DeviceError, InputError, MetadataError
+from .errors import ClusterError, CurateError, DeviceError, InputError, MetadataError, OptionError
 from .match import match
 from .results import MatchResult
 from .metadata import Metadata
@@ -14,12 +14,14 @@ from .metadata import Metadata
 __version__ = "0.1.0"
 __all__ = [
     "Automaton",
+    "ClusterError",
     "CurateError",
     "DeviceError",
     "InputError",
     "Metadata",
     "MetadataError",
     "MatchResult",
+    "OptionError",
     "match",
     "__version__",
 ]

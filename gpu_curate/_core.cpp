@@ -233,7 +233,7 @@ Array<uint64_t> slot_words(Array<uint64_t> slot_keys, Array<int32_t> slot_vals, 
   return out;
 }
 
-// Keep decision per row (SPEC section 7) over a CSR match index.
+// Keep decision per row (docs/semantics.md section 7) over a CSR match index.
 Array<bool> keep_rows(Array<int64_t> offsets, Array<int32_t> entry_ids, Array<uint64_t> uid_keys,
                       Array<double> p, uint64_t seed, int threads) {
   const int64_t n = uid_keys.size();

@@ -1,4 +1,4 @@
-"""Entry probabilities and the keep decision (SPEC.md sections 6-7).
+"""Entry probabilities and the keep decision (docs/semantics.md sections 6-7).
 
 The decision itself lives in kernels/sample.cuh (shared with the GPU); this
 module computes its inputs: p per entry and a 64-bit key per uid.
@@ -73,5 +73,5 @@ def uid_keys(uids: pa.Array) -> np.ndarray:
 
 
 def keep_mask(result: MatchResult, keys: np.ndarray, p: np.ndarray, seed: int, threads: int = 1) -> np.ndarray:
-    """SPEC section 7: keep when u(seed, uid, i) < p[i] for some matched i."""
+    """docs/semantics.md section 7: keep when u(seed, uid, i) < p[i] for some matched i."""
     return _core.keep_rows(result.offsets, result.entry_ids, keys, p, np.uint64(seed), threads)

@@ -31,7 +31,7 @@ class CurateConfig:
     strict_utf8: bool = False
     keep_matched_ids: bool = False  # also write matched_entry_ids into kept/
     datacomp_subset: str | None = None
-    image_column: str | None = None  # several texts per image: keep one per image (SPEC section 7)
+    image_column: str | None = None  # several texts per image: keep one per image (docs/semantics.md section 7)
     threads: int = 1  # walk threads per task; parallelism comes from Dask
     tar_text: str = "txt"  # WebDataset tars: the member suffix holding the text, or json:KEY
     verify_inputs: bool = False  # also hash every pool file's contents into the run's identity

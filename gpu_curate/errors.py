@@ -13,5 +13,13 @@ class InputError(CurateError, ValueError):
     """A pool file or column that cannot be read (names the file/row/column)."""
 
 
+class OptionError(CurateError, ValueError):
+    """Options out of range or contradicting each other (names the option)."""
+
+
 class DeviceError(CurateError, RuntimeError):
     """The requested device or its libraries are not available."""
+
+
+class ClusterError(CurateError, RuntimeError):
+    """The Dask cluster cannot be reached or started (names the address)."""

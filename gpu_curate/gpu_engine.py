@@ -321,7 +321,7 @@ class DeviceMatchResult:
         return MatchResult(self.offsets.get(), self.entry_ids.get())
 
     def counts(self, n_entries: int):
-        """Rows matching each entry (SPEC section 5): cupy uint64."""
+        """Rows matching each entry (docs/semantics.md section 5): cupy uint64."""
         return counts_gpu(self.entry_ids, n_entries)
 
     @staticmethod
@@ -384,7 +384,7 @@ def _device_array(values, dtype):
 
 
 def counts_gpu(entry_ids, n_entries: int):
-    """Rows per entry (SPEC section 5) from CSR entry ids: cupy uint64, n_entries items."""
+    """Rows per entry (docs/semantics.md section 5) from CSR entry ids: cupy uint64, n_entries items."""
     cp = cupy()
     ids = _device_array(entry_ids, cp.int32)
     if ids.size == 0:
@@ -420,7 +420,7 @@ def uid_keys_gpu(uids):
 
 
 def keep_rows_gpu(offsets, entry_ids, uid_keys, p, seed: int):
-    """Keep decision per row (SPEC section 7) on the GPU: cupy bool, len(uid_keys) items.
+    """Keep decision per row (docs/semantics.md section 7) on the GPU: cupy bool, len(uid_keys) items.
 
     The same gc::keep_row as gpu_curate._core.keep_rows, so both engines keep
     the same rows. Inputs may be NumPy or CuPy arrays.

@@ -1,4 +1,4 @@
-"""One text per image (SPEC section 7): where a pool has several texts per
+"""One text per image (docs/semantics.md section 7): where a pool has several texts per
 image, only one matched text of each image goes on to sampling.
 
 The choice is the smallest image score u(seed, uid, -1) among the image's

@@ -55,7 +55,7 @@ def match(
     device: Device = "cpu",
     threads: int | None = None,
 ) -> MatchResult:
-    """Match sets of `texts` (SPEC section 4).
+    """Match sets of `texts` (docs/semantics.md section 4).
 
     texts: list of str/None, a pyarrow (large_)string or binary array or
     chunked array, or a pandas Series. Nulls match nothing.

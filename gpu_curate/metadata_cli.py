@@ -15,6 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help, as the main app's
 )
 
 PATHS_HELP = " Repeatable; globs and {lang} allowed; repeated keys are summed."
@@ -228,10 +229,13 @@ def pool_hits(metadata: Path, pool: list[str], text_column: str, padding: str, c
 
 
 def _format_hits(h: dict) -> str:
-    share = h["rows_matched"] / h["pool_rows"] if h["pool_rows"] else 0.0
+    from .summary import percent
+
+    rows = percent(h["rows_matched"], h["pool_rows"]) if h["pool_rows"] else "-"
+    entries = percent(h["entries_hit"], h["entries"]) if h["entries"] else "-"
     return (
-        f"  pool: {h['rows_matched']:,} of {h['pool_rows']:,} rows matched ({share:.1%}); "
-        f"{h['entries_hit']:,} of {h['entries']:,} entries hit ({h['entries_hit'] / max(h['entries'], 1):.1%})\n"
+        f"  pool: {h['rows_matched']:,} of {h['pool_rows']:,} rows matched ({rows}); "
+        f"{h['entries_hit']:,} of {h['entries']:,} entries hit ({entries})\n"
         "  most matched: " + ", ".join(f"{e!r} {n:,}" for e, n in h["top"])
     )
 

@@ -1,7 +1,8 @@
 """The output directory of a run: where every output and marker lives.
 
 out/
-  run.json              what produced this directory (refuses a different run)
+  run.json              what produced this directory: written once the checks passed; refuses a
+                        different run once pass 1 wrote a shard
   matches/part-N.parquet  row, uid, matched_entry_ids of every matched row
   matches/_part-N.json    pass-1 stats: written last, so it marks the shard complete
   entry_counts.parquet  entry_id, entry, count (uint64) [, lang]
@@ -34,6 +35,10 @@ class OutDir:
     def shard(self, stage: str, part: Partition) -> Path:
         """matches/part-N.arrow (the match index, matchindex.py) or kept/part-N.parquet."""
         return self.out / stage / f"{part.shard}{'.arrow' if stage == 'matches' else '.parquet'}"
+
+    def has_shards(self) -> bool:
+        """Whether pass 1 finished a partition here: until then, --out may take another run."""
+        return any((self.out / "matches").glob("_part-*.json"))
 
     def marker(self, stage: str, part: Partition) -> Path:
         """Stats of a finished shard; the leading _ hides it from parquet dataset readers."""

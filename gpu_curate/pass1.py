@@ -13,10 +13,11 @@ import pyarrow.compute as pc
 from .config import AUTO, UID, CurateConfig
 from . import matchindex
 from .count import sparse_counts
+from .datacomp import first_non_datacomp_uid
 from .errors import InputError
-from .images import image_key_column
 from .outdir import OutDir
 from .fs import quote_path
+from .images import image_key_column
 from .pool import Partition
 from .readers import parquet_columns, read_partition
 from .results import MatchResult
@@ -29,13 +30,13 @@ def _read_pass1(cfg: CurateConfig, part: Partition) -> tuple[pa.Table, str | Non
     """The partition's columns that pass 1 needs, and its uid column (None: derived uids)."""
     if part.format != "parquet":  # text formats are read whole anyway
         table = read_partition(part, None, cfg.text_column)
-        return table, _id_column(cfg, part, table.column_names)
-    id_column = _id_column(cfg, part, parquet_columns(part.path))
+        return table, id_column_of(cfg, part, table.column_names)
+    id_column = id_column_of(cfg, part, parquet_columns(part.path))
     wanted = [cfg.text_column] + [c for c in (id_column, cfg.lang_column, cfg.image_column) if c]
     return read_partition(part, list(dict.fromkeys(wanted)), cfg.text_column), id_column
 
 
-def _id_column(cfg: CurateConfig, part: Partition, names: list[str]) -> str | None:
+def id_column_of(cfg: CurateConfig, part: Partition, names: list[str]) -> str | None:
     if cfg.id_column == AUTO:
         return UID if UID in names else None
     if cfg.id_column != UID and UID in names:  # the outputs' uid column would be ambiguous
@@ -45,17 +46,17 @@ def _id_column(cfg: CurateConfig, part: Partition, names: list[str]) -> str | No
     return cfg.id_column
 
 
-def _column(table: pa.Table, part: Partition, name: str) -> pa.Array:
+def column_of(table: pa.Table, part: Partition, name: str) -> pa.Array:
     if name not in table.column_names:
         raise InputError(f"{quote_path(part.path)}: no column {name!r} (columns: {', '.join(table.column_names)})")
     return table.column(name).combine_chunks()
 
 
-def _uids(table: pa.Table, part: Partition, id_column: str | None) -> pa.Array | None:
+def pool_uids(table: pa.Table, part: Partition, id_column: str | None) -> pa.Array | None:
     """The pool's uid column, checked; None where uids are derived (`<file>:<row>`)."""
     if id_column is None:
         return None
-    uids = _column(table, part, id_column)
+    uids = column_of(table, part, id_column)
     if uids.null_count:
         row = part.first_row + int(pc.index(pc.is_null(uids), True).as_py())
         raise InputError(f"{quote_path(part.path)} row {row}: null uid in column {id_column!r}")
@@ -66,11 +67,30 @@ def _uids(table: pa.Table, part: Partition, id_column: str | None) -> pa.Array |
     return uids
 
 
-def _checked_texts(table: pa.Table, part: Partition, cfg: CurateConfig) -> tuple[pa.Array, int]:
+def row_uids(table: pa.Table, part: Partition, id_column: str | None) -> pa.Array:
+    """Every row's uid: the pool's, or derived as `<file relative to the pool root>:<row in the file>`."""
+    uids = pool_uids(table, part, id_column)
+    if uids is not None:
+        return uids
+    rows = pa.array(np.arange(part.first_row, part.first_row + table.num_rows))
+    return pc.binary_join_element_wise(f"{part.name}:", rows.cast(pa.string()), "")
+
+
+def _check_datacomp_uids(uids: pa.Array | None, part: Partition, id_column: str | None) -> None:
+    bad = first_non_datacomp_uid(uids) if uids is not None else 0  # derived uids are never 32 hex digits
+    if bad is not None:
+        what = f"uid {uids[bad].as_py()!r} (column {id_column!r})" if uids is not None else "derived uids"
+        raise InputError(
+            f"{quote_path(part.path)} row {part.first_row + bad}: {what} is not 32 hex digits, "
+            "which --datacomp-subset needs"
+        )
+
+
+def checked_texts(table: pa.Table, part: Partition, cfg: CurateConfig) -> tuple[pa.Array, int]:
     """The text column and its number of rows that are not valid UTF-8.
-    Those rows still match on their bytes (SPEC section 2); --strict-utf8
+    Those rows still match on their bytes (docs/semantics.md section 2); --strict-utf8
     makes the first one an error naming its row."""
-    texts = _column(table, part, cfg.text_column)
+    texts = column_of(table, part, cfg.text_column)
     if pa.types.is_null(texts.type):
         texts = texts.cast(pa.large_binary())
     if not (
@@ -107,14 +127,16 @@ def match_partition(part: Partition, cfg: CurateConfig) -> tuple[dict, np.ndarra
     if marker.exists():  # done before: recount from the shard
         return read_json(marker), *sparse_counts(matchindex.match_result(matchindex.read(shard)).entry_ids, n_entries)
     table, id_column = _read_pass1(cfg, part)
-    texts, n_invalid = _checked_texts(table, part, cfg)
-    uids = _uids(table, part, id_column)
-    langs = _column(table, part, cfg.lang_column).cast(pa.string()) if cfg.lang_column else None
+    texts, n_invalid = checked_texts(table, part, cfg)
+    uids = pool_uids(table, part, id_column)
+    if cfg.datacomp_subset:
+        _check_datacomp_uids(uids, part, id_column)
+    langs = column_of(table, part, cfg.lang_column).cast(pa.string()) if cfg.lang_column else None
     res, no_list = load_cached(cfg.metadata_ref).match(texts, langs, cfg.device, cfg.threads)
     matched = np.diff(res.offsets) > 0
     rows = np.flatnonzero(matched)
     taken = pa.array(rows)
-    images = _column(table, part, cfg.image_column).take(taken) if cfg.image_column else None
+    images = column_of(table, part, cfg.image_column).take(taken) if cfg.image_column else None
     index = matchindex.build(
         rows + part.first_row,
         MatchResult(np.append(res.offsets[rows], res.offsets[-1]), res.entry_ids),

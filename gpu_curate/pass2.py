@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import matchindex
 from .balance import keep_mask
@@ -19,7 +18,7 @@ from .pass1 import lang_stats
 from .pool import Partition
 from .readers import read_rows
 from .storage import read_json, write_json_atomic, write_parquet_atomic
-from .texts import invalid_utf8_rows
+from .texts import invalid_utf8_rows, text_as_string
 
 
 def balance_partition(part: Partition, cfg: CurateConfig, p: np.ndarray) -> dict:
@@ -44,7 +43,7 @@ def balance_partition(part: Partition, cfg: CurateConfig, p: np.ndarray) -> dict
     keep &= ~lost
     kept_rows = rows[keep] - part.first_row
     table = read_rows(part, kept_rows, _kept_columns(cfg, part), cfg.text_column)
-    table = _with_text_as_string(table, cfg.text_column)
+    table = text_as_string(table, cfg.text_column)
     if UID not in table.column_names:
         table = table.append_column(UID, matchindex.uids(index, keep))
     if cfg.keep_matched_ids:
@@ -71,14 +70,3 @@ def _kept_columns(cfg: CurateConfig, part: Partition) -> list[str] | None:
         return None
     wanted = [cfg.text_column, *cfg.columns] + [c for c in (cfg.lang_column,) if c]
     return list(dict.fromkeys(wanted))
-
-
-def _with_text_as_string(table: pa.Table, column: str) -> pa.Table:
-    """Texts read as bytes (text formats) are stored as strings, each row's
-    bytes untouched: a kept text that is not valid UTF-8 (it matched on its
-    bytes) is counted in the summary, never altered."""
-    i = table.column_names.index(column)
-    if pa.types.is_binary(table.schema.field(i).type) or pa.types.is_large_binary(table.schema.field(i).type):
-        as_string = pc.CastOptions(target_type=pa.large_string(), allow_invalid_utf8=True)
-        table = table.set_column(i, column, pc.cast(table.column(i), options=as_string))
-    return table

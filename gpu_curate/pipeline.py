@@ -1,4 +1,4 @@
-"""The curation run (SPEC sections 5-8): pass 1 matches and counts, pass 2 samples.
+"""The curation run (docs/semantics.md sections 5-8): pass 1 matches and counts, pass 2 samples.
 
     curate   pass 1 over every partition (resuming), the global counts, then balance
     balance  pass 2 alone, from a finished pass 1, with new t / seed
@@ -15,13 +15,15 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from contextlib import nullcontext
+from typing import Callable, ContextManager
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .balance import entry_probabilities, worldwide_probabilities, worldwide_thresholds
+from .checks import check_numbers, check_run
 from .config import CurateConfig
 from .count import CountAccumulator
 from .datacomp import write_datacomp_subset
@@ -43,51 +45,93 @@ from .worldwide import load_cached
 __all__ = ["CurateConfig", "curate", "balance"]
 
 
-def curate(cfg: CurateConfig, client=None, progress: bool = True, log: Callable[[str], None] = lambda s: None) -> dict:
+def curate(
+    cfg: CurateConfig,
+    client=None,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda s: None,
+    cluster: Callable[[], ContextManager] | None = None,
+) -> dict:
     """Run passes 1 and 2 (resuming whatever a previous run of the same
-    command finished) and return the summary."""
-    cfg = replace(cfg, device=resolve_device(cfg.device))  # a one-line error before any work
+    command finished) and return the summary.
+
+    Every check (checks.check_run) passes before anything is written to
+    --out. `cluster`, if given, makes a context manager yielding the Dask
+    client (cluster.LocalOrRemoteClient); it is entered only once the checks
+    passed and work remains, so a bad option or a finished run starts no cluster.
+    """
+    cfg = replace(cfg, device=resolve_device(cfg.device))
     pool = find_pool(list(cfg.inputs), exclude=cfg.out)
+    check_run(cfg, pool.files)
     lay = OutDir(cfg.out)
-    mdset = load_cached(cfg.metadata_ref)
     identity = cfg.pass1_identity(input_identity(pool.files, cfg.verify_inputs))
-    if lay.run.exists():
-        _check_same_run(lay, read_json(lay.run)["pass1"], identity)
-    lay.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic({"pass1": identity, "config": cfg.to_json()}, lay.run)
-    parts = plan_partitions(pool.files, cfg.partition_rows, cfg.text_column, cfg.tar_text)
-    lists = ", ".join(lang or "one list" for lang in mdset.lists)
-    skipped = f", {len(pool.skipped)} skipped (listed in summary.json)" if pool.skipped else ""
-    log(
-        f"{len(pool.files)} files{skipped}, {len(parts)} partitions, {mdset.n_entries:,} entries ({lists}), "
-        f"on {device_label(cfg.device)}"
-    )
-    started = time.perf_counter()
-    for lang in mdset.lists:  # built once here, so local workers load it from the disk cache
-        mdset.automaton(lang)
-    log(f"automata ready in {time.perf_counter() - started:.1f} s")
+    previous = read_json(lay.run) if lay.run.exists() else None
+    same = previous is not None and _same_run(lay, previous["pass1"], identity, refuse=lay.has_shards())
+    if same and _complete(cfg, previous, lay):
+        summary = read_json(lay.summary)
+        log(f"{quote_path(lay.out)}: already complete (the same command finished before); nothing to do")
+        log(format_summary(summary, timings=False))
+        return summary
 
-    executor = Executor(client, progress)
-    started = time.perf_counter()
-    counts, pass1 = CountAccumulator(mdset.n_entries), Totals()
-    for stats, ids, n in executor.map(match_partition, parts, "pass 1: match", cfg=cfg):
-        pass1.add(stats)
-        counts.add(ids, n)
-    table = mdset.entry_table().append_column("count", pa.array(counts.counts, pa.uint64()))
-    write_parquet_atomic(table, lay.counts)
-    timings = {"pass1_s": time.perf_counter() - started}
-    return _balance(cfg, pool, parts, table, pass1, timings, executor, log)
+    with cluster() if cluster is not None else nullcontext(client) as client:  # an unreachable one fails here
+        parts = plan_partitions(pool.files, cfg.partition_rows, cfg.text_column, cfg.tar_text)
+        mdset = load_cached(cfg.metadata_ref)
+        lists = ", ".join(lang or "one list" for lang in mdset.lists)
+        skipped = f", {len(pool.skipped)} skipped (listed in summary.json)" if pool.skipped else ""
+        log(
+            f"{len(pool.files)} files{skipped}, {len(parts)} partitions, {mdset.n_entries:,} entries ({lists}), "
+            f"on {device_label(cfg.device)}"
+        )
+        started = time.perf_counter()
+        for lang in mdset.lists:  # built once here, so local workers load it from the disk cache
+            mdset.automaton(lang)
+        log(f"automata ready in {time.perf_counter() - started:.1f} s")
+
+        lay.summary.unlink(missing_ok=True)  # from here on, the outputs are those of this command
+        lay.out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic({"pass1": identity, "config": cfg.to_json()}, lay.run)
+        executor = Executor(client, progress)
+        resumed = sum(lay.marker("matches", part).exists() for part in parts)
+        started = time.perf_counter()
+        counts, pass1 = CountAccumulator(mdset.n_entries), Totals()
+        for stats, ids, n in executor.map(match_partition, parts, "pass 1: match", cfg=cfg):
+            pass1.add(stats)
+            counts.add(ids, n)
+        table = mdset.entry_table().append_column("count", pa.array(counts.counts, pa.uint64()))
+        write_parquet_atomic(table, lay.counts)
+        timings = {"pass1_s": time.perf_counter() - started}
+        if resumed:  # rows/s over a resumed run would count rows matched before
+            timings["pass1_partitions_done_before"] = resumed
+        return _balance(cfg, pool, parts, table, pass1, timings, executor, log)
 
 
-def _check_same_run(lay: OutDir, old: dict, new: dict) -> None:
-    """Refuse an --out made from another pool (naming the file that differs) or with other options."""
-    if _refuse_changed_pool(old["inputs"], new["inputs"]):
-        old = {**old, "inputs": new["inputs"]}  # the same files (with --verify-inputs, perhaps touched)
-    if old != new:
+def _same_run(lay: OutDir, old: dict, new: dict, refuse: bool) -> bool:
+    """Whether --out was made by this very pass 1 (same pool, metadata and
+    options). Where it holds pass-1 shards, a different run is refused in one
+    line (naming the pool file that changed); without shards it is harmless
+    and simply replaced."""
+    try:
+        if _refuse_changed_pool(old["inputs"], new["inputs"]):
+            old = {**old, "inputs": new["inputs"]}  # the same files (with --verify-inputs, perhaps touched)
+    except InputError:
+        if refuse:
+            raise
+        return False
+    if old != new and refuse:
         raise InputError(
             f"{quote_path(lay.out)}: holds the outputs of a different run (other pool, metadata or options); "
             "use a new --out"
         )
+    return old == new
+
+
+def _complete(cfg: CurateConfig, previous: dict, lay: OutDir) -> bool:
+    """Whether --out holds the finished outputs of exactly this command."""
+    return (
+        lay.summary.exists()
+        and previous["config"] == cfg.to_json()
+        and (not cfg.datacomp_subset or Path(cfg.datacomp_subset).exists())
+    )
 
 
 def _refuse_changed_pool(recorded: list, inputs: list[dict]) -> bool:
@@ -117,6 +161,7 @@ def balance(
     cfg = replace(
         cfg, out=str(lay.out), **{k: v for k, v in (("t", t), ("t_en", t_en), ("seed", seed)) if v is not None}
     )
+    check_numbers(cfg)
     pool = find_pool(list(cfg.inputs), exclude=cfg.out)
     # pass 2 re-reads the kept rows from the pool: it must be the pool that pass 1 matched
     _refuse_changed_pool(read_json(lay.run)["pass1"]["inputs"], input_identity(pool.files))

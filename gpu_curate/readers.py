@@ -142,12 +142,12 @@ def _is_blank(path: str) -> bool:
     return True
 
 
-def _is_empty(path: str) -> bool:
+def is_empty_file(path: str) -> bool:
     with open_stream(path) as f:
         return not f.read(1)
 
 
-def _arrow_stream(path: str) -> pa.NativeFile:
+def arrow_stream(path: str) -> pa.NativeFile:
     """An Arrow input stream of the file's (decompressed) bytes: native I/O for local files."""
     local = local_path(path)
     if local is not None:
@@ -156,7 +156,7 @@ def _arrow_stream(path: str) -> pa.NativeFile:
 
 
 def _read_json(path: str) -> pa.Table:
-    with _arrow_stream(path) as stream:
+    with arrow_stream(path) as stream:
         return pajson.read_json(stream)
 
 
@@ -203,12 +203,12 @@ def _read_delimited(path: str, fmt: str, text_column: str, byte_range: tuple[int
         data = _read_bytes(path, byte_range)
         if not data:  # a header alone, or an empty file
             return _empty_table(names if has_header else [text_column], text_column)
-    elif _is_blank(path) if fmt == "csv" else _is_empty(path):
+    elif _is_blank(path) if fmt == "csv" else is_empty_file(path):
         return _empty_table([n for n in names if n.strip()] if has_header else [], text_column)
     # Names are given where the bytes parsed hold no header: a headerless file, or a line range.
     read = pacsv.ReadOptions(block_size=1 << 26, column_names=None if has_header and not byte_range else names)
     convert = pacsv.ConvertOptions(column_types={text_column: pa.large_binary()}, strings_can_be_null=False)
     if byte_range is not None:
         return pacsv.read_csv(pa.BufferReader(data), read_options=read, parse_options=parse, convert_options=convert)
-    with _arrow_stream(path) as stream:
+    with arrow_stream(path) as stream:
         return pacsv.read_csv(stream, read_options=read, parse_options=parse, convert_options=convert)

@@ -1,4 +1,4 @@
-"""The run summary (SPEC section 8): stats summed over partitions, per file
+"""The run summary (docs/semantics.md section 8): stats summed over partitions, per file
 and per language, and the lines printed at the end of a run."""
 
 from __future__ import annotations
@@ -76,7 +76,10 @@ def build_summary(
         "entries_matched": int(pc.sum(pc.greater(counts_table.column("count"), 0)).as_py() or 0),
         "timings": {
             **timings,
-            "rows_per_s": overall.get("rows_in", 0) / total_s if "pass1_s" in timings and total_s else None,
+            # not over a resumed run: its rows were partly matched by an earlier run
+            "rows_per_s": overall.get("rows_in", 0) / total_s
+            if "pass1_s" in timings and total_s and not timings.get("pass1_partitions_done_before")
+            else None,
         },
         "files": files,
         "files_empty": sorted(name for name, stats in files.items() if stats["rows_in"] == 0),
@@ -88,9 +91,23 @@ def build_summary(
     }
 
 
-def format_summary(s: dict) -> str:
+def percent(part: int, whole: int) -> str:
+    """part/whole as a percentage with one decimal that never rounds a
+    partial share to 100.0% or a non-zero one to 0.0%."""
+    text = f"{100 * part / whole:.1f}%"
+    if part != whole and text == "100.0%":
+        return ">99.9%"
+    if part != 0 and text == "0.0%":
+        return "<0.1%"
+    return text
+
+
+def format_summary(s: dict, timings: bool = True) -> str:
+    """The lines printed at the end of a run; `timings` False for a run
+    that did nothing now (its timings belong to the run that did)."""
+
     def share(k):
-        return f"{s[k]:,} ({100 * s[k] / s['rows_in']:.1f}%)" if s["rows_in"] else "0"
+        return f"{s[k]:,} ({percent(s[k], s['rows_in'])})" if s["rows_in"] else "0"
 
     lines = [
         f"rows in       {s['rows_in']:,}   (null text {s['rows_null_text']:,}, invalid UTF-8 {s['rows_invalid_utf8']:,}, no metadata for language {s['rows_no_metadata_lang']:,})",
@@ -109,10 +126,18 @@ def format_summary(s: dict) -> str:
     if s.get("files_skipped"):
         reasons = "; ".join(f"{reason} ({n:,})" for reason, n in s["skipped_by_reason"].items())
         lines.append(f"skipped       {s['files_skipped']:,} paths: {reasons}; listed in summary.json")
-    if s["timings"].get("rows_per_s"):
-        lines.append(
-            f"time          pass 1 {s['timings']['pass1_s']:.1f} s, pass 2 {s['timings']['pass2_s']:.1f} s, {s['timings']['rows_per_s']:,.0f} rows/s on {s['device']}"
-        )
+    times = s["timings"]
+    if timings and "pass1_s" in times:
+        line = f"time          pass 1 {times['pass1_s']:.1f} s, "
+        if "image_selection_s" in times:
+            line += f"one text per image {times['image_selection_s']:.1f} s, "
+        line += f"pass 2 {times['pass2_s']:.1f} s"
+        if times.get("rows_per_s"):
+            line += f", {times['rows_per_s']:,.0f} rows/s"
+        line += f" on {s['device']}"
+        if times.get("pass1_partitions_done_before"):
+            line += f" (resumed: {times['pass1_partitions_done_before']:,} partitions were matched by an earlier run)"
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""Per-language metadata (MetaCLIP 2, SPEC.md section 1).
+"""Per-language metadata (MetaCLIP 2, docs/semantics.md section 1).
 
 A `MetadataSet` is one entry list (lang None: every row is matched against
 it) or one list per language code. Per-language lists share one global id

@@ -1,6 +1,6 @@
 // The GPU engine's kernels: thin __global__ wrappers over walk.cuh and
 // sample.cuh, the very code the CPU engine compiles for the host (_core.cpp),
-// so that the two engines cannot drift apart (DESIGN.md, "One source").
+// so that the two engines cannot drift apart (docs/design.md, "One C++ source for both engines").
 //
 // One thread per row. A row's number of matches is unknown until its text is
 // walked and a GPU thread cannot grow a buffer, so matching takes two walks:
@@ -120,7 +120,7 @@ __global__ void compact_matches(const int64_t *starts, const int32_t *raw_ids, c
   for (int64_t k = 0, n = offsets[i + 1] - offsets[i]; k < n; ++k) dst[k] = src[k];
 }
 
-// Balanced sampling (SPEC section 7): keep[i] for the CSR match index.
+// Balanced sampling (docs/semantics.md section 7): keep[i] for the CSR match index.
 __global__ void keep_rows(const int64_t *offsets, const int32_t *ids, const uint64_t *uid_keys, const double *p,
                           uint64_t seed, int64_t n_rows, bool *keep) {
   const int64_t i = this_row();

@@ -1,4 +1,4 @@
-// Balanced sampling (SPEC.md section 7), shared by the CPU and GPU engines.
+// Balanced sampling (docs/semantics.md section 7), shared by the CPU and GPU engines.
 //
 //   u(seed, uid, entry) = top 53 bits of
 //       mix64(mix64(mix64(seed ^ GOLDEN) ^ uid_key) ^ entry) / 2^53

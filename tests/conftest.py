@@ -1,8 +1,11 @@
+import os
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Real corpora (see shared/data/README.md there): beside the repository by default;
+# GPU_CURATE_SHARED_DATA points elsewhere, or at nothing to run the suite without them.
+SHARED_DATA = Path(os.environ.get("GPU_CURATE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def skip_unless_gpu(need_cudf: bool = False) -> None:
@@ -51,5 +54,5 @@ def _automaton_cache(tmp_path_factory):
 def shared(rel: str) -> Path:
     path = SHARED_DATA / rel
     if not path.exists():
-        pytest.skip(f"shared data {rel} not found beside the repo")
+        pytest.skip(f"shared data {rel} not found in {SHARED_DATA} (set GPU_CURATE_SHARED_DATA)")
     return path

@@ -273,6 +273,15 @@ def test_unreadable_pool_files_are_one_line_on_the_command_line(tmp_path, proble
     else:
         (pool / "b\nc.parquet").write_bytes(b"PAR1 not parquet")
         expected = repr(str(pool / "b\nc.parquet")) + ": not a readable parquet file"
-    res = _cli("curate", str(pool), "--metadata", str(demo_data.METADATA), "--out", str(tmp_path / "out"))
+    res = _cli(
+        "curate",
+        str(pool),
+        "--metadata",
+        str(demo_data.METADATA),
+        "--text-column",
+        "caption",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert res.stderr.startswith(f"gpu-curate: error: {expected}")

@@ -18,7 +18,7 @@ from gpu_curate.pipeline import CurateConfig, curate
 
 # -- thresholds against a direct computation ----------------------------------------
 def direct_threshold(counts, share):
-    """SPEC section 6 spelled out: walk the ascending counts, keep the count whose
+    """docs/semantics.md section 6 spelled out: walk the ascending counts, keep the count whose
     cumulative share is closest to `share`, the smaller count on ties."""
     c = sorted(int(x) for x in counts if x > 0)
     if not c:
@@ -118,7 +118,7 @@ def test_mixed_pool_counts_per_language(tmp_path, mixed):
     }
     for lang in ("en", "nl", "zh"):
         md = gc.Metadata.load(md_dir / f"{lang}.txt", padding="worldwide")
-        texts = [t for t, l in rows if l == lang]
+        texts = [t for t, row_lang in rows if row_lang == lang]
         mine = table.filter(pa.compute.equal(table.column("lang"), lang))
         assert mine.column("entry").to_pylist()[:5] == [md[i] for i in range(5)]
         res = gc.match(texts, md)
