@@ -80,6 +80,13 @@ def _partition_rows(size: str, inputs: list[str]) -> int:
     return rows
 
 
+def _command_line() -> str:
+    """This invocation as one shell-quoted line, for run.json, summary.json and the datacard."""
+    import shlex
+
+    return shlex.join(["gpu-curate", *sys.argv[1:]])
+
+
 def _split(columns: Optional[str]) -> Optional[tuple[str, ...]]:
     return tuple(c.strip() for c in columns.split(",") if c.strip()) if columns else None
 
@@ -170,6 +177,7 @@ def curate_command(
         keep_matched_ids=keep_matched_ids,
         datacomp_subset=str(datacomp_subset) if datacomp_subset else None,
         image_column=image_column,
+        command=_command_line(),
     )
     with LocalOrRemoteClient(
         cfg.device, in_process, workers, threads_per_worker, memory_limit, scheduler_address, rmm_pool_size, protocol
@@ -192,7 +200,9 @@ def balance_command(
     from .pipeline import balance
 
     with LocalOrRemoteClient("cpu", in_process, None, None, "auto", scheduler_address, None, None) as client:
-        balance(out, t=t, t_en=t_en, seed=seed, client=client, progress=not quiet, log=typer.echo)
+        balance(
+            out, t=t, t_en=t_en, seed=seed, client=client, progress=not quiet, log=typer.echo, command=_command_line()
+        )
 
 
 @app.command("demo")
@@ -216,6 +226,7 @@ def demo_command(
         text_column=demo_data.TEXT_COLUMN,
         t=t,
         partition_rows=1000,
+        command=_command_line(),
     )
     with LocalOrRemoteClient("cpu", False, 1, None, "auto", None, None, None) as client:
         curate(cfg, client=client, log=typer.echo)

@@ -17,11 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .balance import entry_probabilities, worldwide_probabilities, worldwide_thresholds
+from .balance import balancing, lang_ranges
 from .config import CurateConfig
 from .count import CountAccumulator
 from .datacomp import write_datacomp_subset
@@ -53,7 +52,7 @@ def curate(cfg: CurateConfig, client=None, progress: bool = True, log: Callable[
             f"{lay.out}: holds the outputs of a different run (other pool, metadata or options); use a new --out"
         )
     lay.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic({"pass1": identity, "config": cfg.to_json()}, lay.run)
+    write_json_atomic({"pass1": identity, "config": cfg.to_json(), "curate_command": cfg.command}, lay.run)
     parts = plan_partitions(files, cfg.partition_rows, cfg.text_column)
     lists = ", ".join(lang or "one list" for lang in mdset.lists)
     log(f"{len(files)} files, {len(parts)} partitions, {mdset.n_entries:,} entries ({lists})")
@@ -82,14 +81,19 @@ def balance(
     client=None,
     progress: bool = True,
     log=lambda s: None,
+    command: str | None = None,
 ) -> dict:
-    """Redo pass 2 of a finished run with other parameters (no matching)."""
+    """Redo pass 2 of a finished run with other parameters (no matching).
+    `command`: the command line that asked for it (recorded in summary.json)."""
     lay = OutDir(out)
     if not lay.counts.exists() or not lay.run.exists():
         raise InputError(f"{lay.out}: no finished pass 1 here (run `gpu-curate curate` first)")
     cfg = CurateConfig.from_json(read_json(lay.run)["config"])
     cfg = replace(
-        cfg, out=str(lay.out), **{k: v for k, v in (("t", t), ("t_en", t_en), ("seed", seed)) if v is not None}
+        cfg,
+        out=str(lay.out),
+        command=command,
+        **{k: v for k, v in (("t", t), ("t_en", t_en), ("seed", seed)) if v is not None},
     )
     parts = plan_partitions(expand_inputs(list(cfg.inputs)), cfg.partition_rows, cfg.text_column)
     pass1 = Totals()
@@ -106,29 +110,28 @@ def _balance(cfg, parts, counts_table: pa.Table, pass1: Totals, timings: dict, e
     lay = OutDir(cfg.out)
     lay.summary.unlink(missing_ok=True)  # kept/ is about to change: the run is incomplete until rewritten
     counts = counts_table.column("count").to_numpy()
-    thresholds = None
-    if "lang" in counts_table.column_names:
-        langs = counts_table.column("lang").to_numpy(zero_copy_only=False)
-        names, starts = np.unique(langs, return_index=True)
-        ranges = {str(n): (int(s), int(s + (langs == n).sum())) for n, s in zip(names, starts)}
-        thresholds = worldwide_thresholds(counts, ranges, cfg.t_en)
-        p = worldwide_probabilities(counts, ranges, thresholds)
-    else:
-        p = entry_probabilities(counts, cfg.t)
+    bal = balancing(counts, cfg.t, cfg.t_en, lang_ranges(counts_table))
     if cfg.image_column:
         started = time.perf_counter()
         log("choosing one text per image")
         select_one_text_per_image(cfg, parts)
         timings["image_selection_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    pass2 = Totals()
-    for stats in executor.map(balance_partition, parts, "pass 2: sample", cfg=cfg, p=p):
+    pass2, kept = Totals(), CountAccumulator(len(counts))
+    for stats, ids, n in executor.map(
+        balance_partition, parts, "pass 2: sample", cfg=cfg, p=bal.p, p_head=bal.head_only()
+    ):
         pass2.add(stats)
+        kept.add(ids, n)
     timings["pass2_s"] = time.perf_counter() - started
+    if "kept_count" in counts_table.column_names:  # from an earlier balance of this run
+        counts_table = counts_table.drop_columns(["kept_count"])
+    counts_table = counts_table.append_column("kept_count", pa.array(kept.counts, pa.uint64()))
+    write_parquet_atomic(counts_table, lay.counts)
     if cfg.datacomp_subset:
         write_datacomp_subset(lay.out / "kept", cfg.datacomp_subset)
-    padding = read_json(lay.run)["pass1"]["padding"]
-    summary = build_summary(cfg, pass1, pass2, thresholds, timings, counts_table, padding)
+    run = read_json(lay.run)
+    summary = build_summary(cfg, pass1, pass2, bal, timings, counts_table, run)
     write_json_atomic(summary, lay.summary)
     log(format_summary(summary))
     return summary
