@@ -336,6 +336,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("build_table", &build_table, "Open-addressing table layout of 64-bit keys.");
   m.def("keep_rows", &keep_rows, "Balanced-sampling keep decision per row.");
   m.def("uniforms", &uniforms, "The sampling uniform u(seed, uid_key, entry) elementwise.");
+  m.def("epoch_seed", &gc::epoch_seed, "The sampling seed of one epoch (kernels/sample.cuh).", py::arg("seed"),
+        py::arg("epoch"));
   m.def("derived_uid_keys", &derived_uid_keys, "Sampling keys of the uids prefix + decimal(row).");
   m.def("invalid_utf8", &invalid_utf8, "Per row of a string column: non-null and not valid UTF-8.",
         py::arg("bytes"), py::arg("offsets"), py::arg("validity"), py::arg("offset"), py::arg("n_rows"));
