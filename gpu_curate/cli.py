@@ -238,6 +238,34 @@ def demo_command(
     kept = pq.read_table(out / "kept").slice(0, 3).column(demo_data.TEXT_COLUMN).to_pylist()
     typer.echo("some kept texts: " + " | ".join(kept))
     typer.echo(f"outputs in {out}/: kept/ (kept rows), matches/ (match index), entry_counts.parquet, summary.json")
+    _demo_report(out)
+
+
+def _demo_report(out: Path) -> None:
+    from .errors import MissingExtraError
+    from .report import write_report
+
+    try:
+        folder = write_report(out)
+    except MissingExtraError:
+        typer.echo(
+            "for plots and a datacard of this run: pip install 'gpu_curate[report]', then gpu-curate report " + str(out)
+        )
+        return
+    typer.echo(f"report (plots, head/tail table, datacard): {folder}/datacard.md")
+
+
+@app.command("report")
+def report_command(
+    out: Path = typer.Argument(..., help="Output directory of a finished `gpu-curate curate` or `balance`."),
+) -> None:
+    """Plots, a head/tail table and a datacard of a finished run, in OUT/report/ (needs the [report] extra)."""
+    from .report import write_report
+
+    folder = write_report(out)
+    typer.echo(
+        f"report in {folder}/: datacard.md, head_tail.md, " + ", ".join(p.name for p in sorted(folder.glob("*.png")))
+    )
 
 
 from .metadata_cli import app as metadata_app  # noqa: E402

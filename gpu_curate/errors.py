@@ -15,3 +15,7 @@ class InputError(CurateError, ValueError):
 
 class DeviceError(CurateError, RuntimeError):
     """The requested device or its libraries are not available."""
+
+
+class MissingExtraError(CurateError, ImportError):
+    """An optional extra is not installed (names the pip install that adds it)."""
