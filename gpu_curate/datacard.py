@@ -93,7 +93,8 @@ def datacard(summary: dict, run: dict, plots: list[str]) -> str:
     if s["thresholds"] is None:
         lines += [f"- t: {_n(s['t'])}"]
     else:
-        lines += [f"- t_en: {_n(s['t_en'])}; per-language thresholds:", ""]
+        lines += [f"- t_en: {_n(s['t_en'])}"]
+        lines += ["- per-language t (each language's count at English's tail share of matches):", ""]
         th = [[lang, "none (keeps nothing)" if t is None else _n(t)] for lang, t in sorted(s["thresholds"].items())]
         lines += _table(["language", "t"], th) + [""]
     lines += [f"- seed: {s['seed']}", f"- entries over t: {_n(s['entries_over_t'])}"]
