@@ -9,10 +9,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import shared
+from hypothesis import given
+from hypothesis import strategies as st
 from test_pipeline import curate_images, image_pool, make_pool, run
 
 import gpu_curate as gc
 from gpu_curate import _core, demo_data, matchindex
+from gpu_curate.balance import uid_keys
 from gpu_curate.pipeline import CurateConfig, balance, curate
 
 M64 = (1 << 64) - 1
@@ -152,13 +155,30 @@ def test_bad_batches_are_refused_naming_the_row(derived):
         gc.Rebalancer.open(derived / "nothing")
 
 
+# -- the hashes, as documented -------------------------------------------------------------
+def mix64(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+def documented_string_key(uid: str) -> int:
+    """README: mix64(FNV1a64(utf8 bytes) ^ length)."""
+    data = uid.encode("utf-8")
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001B3) & M64
+    return mix64(h ^ len(data))
+
+
+@given(st.lists(st.text(max_size=70), max_size=23))
+def test_string_uid_keys_are_the_documented_hash(uids):
+    """Batches of any size and mixed lengths (hash_slices hashes four at a time)."""
+    assert uid_keys(pa.array(uids, pa.string())).tolist() == [documented_string_key(u) for u in uids]
+
+
 # -- epochs ---------------------------------------------------------------------------
 def test_epoch_seed_is_the_documented_mix():
-    def mix64(z):
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
-        return z ^ (z >> 31)
-
     for seed, epoch in ((0, 0), (7, 1), (2**63 + 5, 12345), (M64, 2**40)):
         assert _core.epoch_seed(seed, epoch) == mix64(mix64(seed ^ 0xD1B54A32D192ED03) ^ epoch)
 
