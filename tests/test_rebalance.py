@@ -222,3 +222,45 @@ def test_epochs_keep_at_one_minus_prod_rates_independently(overlapping):
     epoch_free = rb.keep(uids, ids)
     assert not any(np.array_equal(epoch_free, m) for m in masks.values())
     assert np.array_equal(epoch_free, rb.keep(uids, ids, epoch=None))
+
+
+# -- README's data-loader examples, on plain iterators (no torch, no webdataset) ---------
+class Balanced:
+    """README's IterableDataset, minus the torch base class."""
+
+    def __init__(self, rb, shards):
+        self.rb, self.shards, self.epoch = rb, shards, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __iter__(self):
+        for shard in self.shards:
+            for batch in pq.ParquetFile(shard).iter_batches(700):
+                keep = self.rb.keep(batch["uid"], batch["matched_entry_ids"], epoch=self.epoch)
+                yield from batch.filter(keep).to_pylist()
+
+
+def test_readme_loader_examples(tmp_path):
+    """Curate with a t that keeps every matched row, then let the loader
+    balance: epoch None gives `balance --t T`'s rows, epochs differ."""
+    pool = make_pool(tmp_path / "pool", n_files=2)
+    run(pool, tmp_path / "out", t=10**9, partition_rows=1000, keep_matched_ids=True)
+    shards = sorted((tmp_path / "out" / "kept").glob("part-*.parquet"))
+    loader = Balanced(gc.Rebalancer.open(tmp_path / "out").with_params(t=4, seed=3), shards)
+    loader.set_epoch(None)
+    epoch_free = sorted(row["uid"] for row in loader)
+    loader.set_epoch(1)
+    epoch_one = sorted(row["uid"] for row in loader)
+    assert epoch_one != epoch_free and set(epoch_one) < set(pq.read_table(shards).column("uid").to_pylist())
+
+    rb, epoch = gc.Rebalancer.open(tmp_path / "out").with_params(t=4, seed=3), None
+
+    def kept_this_epoch(sample):  # README's WebDataset select stage
+        meta = sample["json"]
+        return bool(rb.keep([meta["uid"]], [meta["matched_entry_ids"]], epoch=epoch)[0])
+
+    samples = ({"json": row} for row in pq.read_table(shards).to_pylist())
+    selected = sorted(sample["json"]["uid"] for sample in filter(kept_this_epoch, samples))
+    balance(tmp_path / "out", t=4, seed=3, progress=False)
+    assert selected == epoch_free == kept_uids_on_disk(tmp_path / "out")
