@@ -62,7 +62,8 @@ class Rebalancer:
         if not lay.counts.exists() or not lay.run.exists():
             raise InputError(f"{lay.out}: no finished pass 1 here (run `gpu-curate curate` first)")
         cfg = CurateConfig.from_json(read_json(lay.run)["config"])
-        table = pq.read_table(lay.counts, columns=None)
+        names = pq.read_schema(lay.counts).names
+        table = pq.read_table(lay.counts, columns=["count", *(["lang"] if "lang" in names else [])])
         rb = cls(
             lay.out,
             table.column("count").to_numpy(),
