@@ -259,7 +259,7 @@ def _demo_report(out: Path) -> None:
 def report_command(
     out: Path = typer.Argument(..., help="Output directory of a finished `gpu-curate curate` or `balance`."),
 ) -> None:
-    """Plots, a head/tail table and a datacard of a finished run, in OUT/report/ (needs the [report] extra)."""
+    """Plots, a head/tail table and a datacard of a finished run, in OUT/report/ (needs matplotlib: the report extra)."""
     from .report import write_report
 
     folder = write_report(out)
