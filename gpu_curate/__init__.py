@@ -3,6 +3,7 @@
 import gpu_curate as gc
 md = gc.Metadata.load("entries.json")
 res = gc.match(["a photo of a dog"], md)
+rb = gc.Rebalancer.open("curated/")           # online rebalancing of a finished run
 """
 
 from .automaton import Automaton
@@ -10,6 +11,7 @@ from .errors import ClusterError, CurateError, DeviceError, InputError, Metadata
 from .match import match
 from .results import MatchResult
 from .metadata import Metadata
+from .rebalance import Rebalancer
 
 __version__ = "0.1.0"
 __all__ = [
@@ -23,5 +25,6 @@ __all__ = [
     "MatchResult",
     "OptionError",
     "match",
+    "Rebalancer",
     "__version__",
 ]

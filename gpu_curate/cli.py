@@ -151,6 +151,13 @@ def _partition_rows(size: str, inputs: list[str]) -> int:
     return rows
 
 
+def _command_line() -> str:
+    """This invocation as one shell-quoted line, for run.json, summary.json and the datacard."""
+    import shlex
+
+    return shlex.join(["gpu-curate", *sys.argv[1:]])
+
+
 def _split(columns: Optional[str]) -> Optional[tuple[str, ...]]:
     return tuple(c.strip() for c in columns.split(",") if c.strip()) if columns else None
 
@@ -269,6 +276,7 @@ def curate_command(
         image_column=image_column,
         tar_text=tar_text,
         verify_inputs=verify_inputs,
+        command=_command_line(),
     )
     cluster = partial(  # started by curate() once its checks passed, if work remains
         LocalOrRemoteClient,
@@ -303,7 +311,9 @@ def balance_command(
 
     check_cluster_options(in_process, None, None, None, scheduler_address, False)
     with LocalOrRemoteClient("cpu", in_process, scheduler_address=scheduler_address) as client:
-        balance(out, t=t, t_en=t_en, seed=seed, client=client, progress=not quiet, log=typer.echo)
+        balance(
+            out, t=t, t_en=t_en, seed=seed, client=client, progress=not quiet, log=typer.echo, command=_command_line()
+        )
 
 
 @app.command("demo")
@@ -328,6 +338,7 @@ def demo_command(
         text_column=demo_data.TEXT_COLUMN,
         t=t,
         partition_rows=1000,
+        command=_command_line(),
     )
     curate(cfg, cluster=partial(LocalOrRemoteClient, "cpu", False, workers=1), log=typer.echo)
     counts = pq.read_table(out / "entry_counts.parquet").to_pandas().nlargest(5, "count")
@@ -338,6 +349,34 @@ def demo_command(
     kept = pq.read_table(out / "kept").slice(0, 3).column(demo_data.TEXT_COLUMN).to_pylist()
     typer.echo("some kept texts: " + " | ".join(kept))
     typer.echo(f"outputs in {out}/: kept/ (kept rows), matches/ (match index), entry_counts.parquet, summary.json")
+    _demo_report(out)
+
+
+def _demo_report(out: Path) -> None:
+    from .errors import MissingExtraError
+    from .report import write_report
+
+    try:
+        folder = write_report(out)
+    except MissingExtraError:
+        typer.echo(
+            "for plots and a datacard of this run: pip install 'gpu_curate[report]', then gpu-curate report " + str(out)
+        )
+        return
+    typer.echo(f"report (plots, head/tail table, datacard): {folder}/datacard.md")
+
+
+@app.command("report")
+def report_command(
+    out: Path = typer.Argument(..., help="Output directory of a finished `gpu-curate curate` or `balance`."),
+) -> None:
+    """Plots, a head/tail table and a datacard of a finished run, in OUT/report/ (needs matplotlib: the report extra)."""
+    from .report import write_report
+
+    folder = write_report(out)
+    typer.echo(
+        f"report in {folder}/: datacard.md, head_tail.md, " + ", ".join(p.name for p in sorted(folder.glob("*.png")))
+    )
 
 
 from .metadata_cli import app as metadata_app  # noqa: E402

@@ -23,3 +23,7 @@ class DeviceError(CurateError, RuntimeError):
 
 class ClusterError(CurateError, RuntimeError):
     """The Dask cluster cannot be reached or started (names the address)."""
+
+
+class MissingExtraError(CurateError, ImportError):
+    """An optional extra is not installed (names the pip install that adds it)."""

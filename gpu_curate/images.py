@@ -8,6 +8,8 @@ index, so memory stays bounded by partitions.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -41,14 +43,29 @@ def _scored_images(shard: str, part: int, seed: int):
     return table.append_column("score", pa.array(score)).to_pandas()
 
 
-def select_one_text_per_image(cfg: CurateConfig, parts: list[Partition]) -> None:
+def write_image_losers(shards: list[str], part_indices: list[int], seed: int, directory: Path) -> None:
     """Among matched rows sharing an image key, only the one with the smallest
-    image score competes in sampling; write the others to
-    image_dropped/part=K/ for pass 2. A Dask group-by and merge (a shuffle of
-    four small columns of matched rows), so memory stays bounded by partitions."""
-    import shutil
-
+    image score competes in sampling; write the others (part, row) to
+    directory/part=K/. A Dask group-by and merge (a shuffle of four small
+    columns of matched rows), so memory stays bounded by partitions."""
     import dask.dataframe as dd
+
+    rows = dd.from_map(_scored_images, shards, part_indices, seed=seed)
+    best = rows.groupby("image_key")["score"].min(split_out=max(1, rows.npartitions // 8)).rename("best").reset_index()
+    merged = rows.merge(best, on="image_key", how="inner")
+    losers = merged[merged["score"] > merged["best"]][["part", "row"]]
+    losers.to_parquet(directory, partition_on=["part"], write_index=False)
+
+
+def dropped_rows(directory: Path, part_index: int) -> np.ndarray:
+    """Rows of partition `part_index` that write_image_losers wrote to `directory`."""
+    where = Path(directory) / f"part={part_index}"
+    return pq.read_table(where, columns=["row"]).column(0).to_numpy() if where.exists() else np.zeros(0, np.int64)
+
+
+def select_one_text_per_image(cfg: CurateConfig, parts: list[Partition]) -> None:
+    """write_image_losers for pass 2, into image_dropped/ (once per balance)."""
+    import shutil
 
     lay = OutDir(cfg.out)
     target, tmp = lay.image_dropped, lay.out / ".image_dropped.tmp"
@@ -56,12 +73,8 @@ def select_one_text_per_image(cfg: CurateConfig, parts: list[Partition]) -> None
     if done.exists():
         return
     shards = [str(lay.shard("matches", part)) for part in parts]
-    rows = dd.from_map(_scored_images, shards, [part.index for part in parts], seed=cfg.seed)
-    best = rows.groupby("image_key")["score"].min(split_out=max(1, rows.npartitions // 8)).rename("best").reset_index()
-    merged = rows.merge(best, on="image_key", how="inner")
-    losers = merged[merged["score"] > merged["best"]][["part", "row"]]
     shutil.rmtree(tmp, ignore_errors=True)
-    losers.to_parquet(tmp, partition_on=["part"], write_index=False)
+    write_image_losers(shards, [part.index for part in parts], cfg.seed, tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)  # whole directory at once: pass 2 never sees half of it
     done.write_text("")
@@ -69,7 +82,6 @@ def select_one_text_per_image(cfg: CurateConfig, parts: list[Partition]) -> None
 
 def lost_image(cfg: CurateConfig, part: Partition, rows: np.ndarray) -> np.ndarray:
     """Which of these matched rows gave their image to another row."""
-    where = OutDir(cfg.out).image_dropped / f"part={part.index}"
-    if not cfg.image_column or not where.exists():
+    if not cfg.image_column:
         return np.zeros(len(rows), bool)
-    return np.isin(rows, pq.read_table(where, columns=["row"]).column(0).to_numpy())
+    return np.isin(rows, dropped_rows(OutDir(cfg.out).image_dropped, part.index))

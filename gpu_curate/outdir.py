@@ -5,11 +5,12 @@ out/
                         different run once pass 1 wrote a shard
   matches/part-N.parquet  row, uid, matched_entry_ids of every matched row
   matches/_part-N.json    pass-1 stats: written last, so it marks the shard complete
-  entry_counts.parquet  entry_id, entry, count (uint64) [, lang]
+  entry_counts.parquet  entry_id, entry [, lang], count, kept_count (uint64; kept_count rewritten by each balance)
   image_dropped/        with --image-column: rows that gave their image to another text
   kept/part-N.parquet     kept rows: the pool's columns + uid
   kept/_part-N.json       pass-2 stats, tagged with the balance parameters
   summary.json          written last: the run is complete when it exists
+  report/               `gpu-curate report`: plots, head_tail.md, datacard.md (report.py)
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import pyarrow as pa
 from . import matchindex
 from .balance import keep_mask
 from .config import UID, CurateConfig
+from .count import sparse_counts
 from .images import lost_image
 from .outdir import OutDir
 from .pass1 import lang_stats
@@ -21,26 +22,26 @@ from .storage import read_json, write_json_atomic, write_parquet_atomic
 from .texts import invalid_utf8_rows, text_as_string
 
 
-def balance_partition(part: Partition, cfg: CurateConfig, p: np.ndarray) -> dict:
-    """Pass 2 for one partition: the kept rows, with every passed-through column."""
+def balance_partition(
+    part: Partition, cfg: CurateConfig, p: np.ndarray, p_head: np.ndarray
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Pass 2 for one partition: the kept rows, with every passed-through
+    column. Returns (stats, entry ids, kept rows matching each): the kept
+    counts, sparse like pass 1's. `p_head` is p with tail entries zeroed."""
     lay = OutDir(cfg.out)
     marker, shard = lay.marker("kept", part), lay.shard("kept", part)
-    if marker.exists():
-        stats = read_json(marker)
-        if stats.get("balance_id") == cfg.balance_id:
-            return stats
     index = matchindex.read(lay.shard("matches", part))
     result = matchindex.match_result(index)
     keys = matchindex.uid_keys(index)
-    if cfg.device == "gpu":
-        from .gpu_engine import keep_rows_gpu
-
-        keep = keep_rows_gpu(result.offsets, result.entry_ids, keys, p, cfg.seed).get()
-    else:
-        keep = keep_mask(result, keys, p, cfg.seed, cfg.threads)
     rows = index.column(matchindex.ROW).to_numpy()
     lost = lost_image(cfg, part, rows)
-    keep &= ~lost
+    keep = _keep(cfg, result, keys, p) & ~lost
+    kept_counts = sparse_counts(result.entry_ids[np.repeat(keep, np.diff(result.offsets))], len(p))
+    if marker.exists():  # done before: the decision above is cheap, and gives the counts again
+        stats = read_json(marker)
+        if stats.get("balance_id") == cfg.balance_id:
+            return stats, *kept_counts
+    kept_by_head = keep & _keep(cfg, result, keys, p_head)
     kept_rows = rows[keep] - part.first_row
     table = read_rows(part, kept_rows, _kept_columns(cfg, part), cfg.text_column)
     table = text_as_string(table, cfg.text_column)
@@ -58,11 +59,20 @@ def balance_partition(part: Partition, cfg: CurateConfig, p: np.ndarray) -> dict
         "rows_kept": table.num_rows,
         "rows_kept_invalid_utf8": kept_invalid,
         "rows_same_image_dropped": int(lost.sum()),
+        "rows_kept_only_through_tail": int(keep.sum() - kept_by_head.sum()),
         "balance_id": cfg.balance_id,
         "languages": lang_stats(langs, rows_kept=np.ones(table.num_rows, bool)),
     }
     write_json_atomic(stats, marker)
-    return stats
+    return stats, *kept_counts
+
+
+def _keep(cfg: CurateConfig, result, keys: np.ndarray, p: np.ndarray) -> np.ndarray:
+    if cfg.device == "gpu":
+        from .gpu_engine import keep_rows_gpu
+
+        return keep_rows_gpu(result.offsets, result.entry_ids, keys, p, cfg.seed).get()
+    return keep_mask(result, keys, p, cfg.seed, cfg.threads)
 
 
 def _kept_columns(cfg: CurateConfig, part: Partition) -> list[str] | None:

@@ -18,11 +18,10 @@ from pathlib import Path
 from contextlib import nullcontext
 from typing import Callable, ContextManager
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .balance import entry_probabilities, worldwide_probabilities, worldwide_thresholds
+from .balance import balancing, lang_ranges
 from .checks import check_numbers, check_run
 from .config import CurateConfig
 from .count import CountAccumulator
@@ -89,7 +88,7 @@ def curate(
 
         lay.summary.unlink(missing_ok=True)  # from here on, the outputs are those of this command
         lay.out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic({"pass1": identity, "config": cfg.to_json()}, lay.run)
+        write_json_atomic({"pass1": identity, "config": cfg.to_json(), "curate_command": cfg.command}, lay.run)
         executor = Executor(client, progress)
         resumed = sum(lay.marker("matches", part).exists() for part in parts)
         started = time.perf_counter()
@@ -129,9 +128,14 @@ def _complete(cfg: CurateConfig, previous: dict, lay: OutDir) -> bool:
     """Whether --out holds the finished outputs of exactly this command."""
     return (
         lay.summary.exists()
-        and previous["config"] == cfg.to_json()
+        and _options(previous["config"]) == _options(cfg.to_json())
         and (not cfg.datacomp_subset or Path(cfg.datacomp_subset).exists())
     )
+
+
+def _options(config: dict) -> dict:
+    """A run's options, without how they were typed (the recorded command line)."""
+    return {k: v for k, v in config.items() if k != "command"}
 
 
 def _refuse_changed_pool(recorded: list, inputs: list[dict]) -> bool:
@@ -152,14 +156,19 @@ def balance(
     client=None,
     progress: bool = True,
     log=lambda s: None,
+    command: str | None = None,
 ) -> dict:
-    """Redo pass 2 of a finished run with other parameters (no matching)."""
+    """Redo pass 2 of a finished run with other parameters (no matching).
+    `command`: the command line that asked for it (recorded in summary.json)."""
     lay = OutDir(out)
     if not lay.counts.exists() or not lay.run.exists():
         raise InputError(f"{lay.out}: no finished pass 1 here (run `gpu-curate curate` first)")
     cfg = CurateConfig.from_json(read_json(lay.run)["config"])
     cfg = replace(
-        cfg, out=str(lay.out), **{k: v for k, v in (("t", t), ("t_en", t_en), ("seed", seed)) if v is not None}
+        cfg,
+        out=str(lay.out),
+        command=command,
+        **{k: v for k, v in (("t", t), ("t_en", t_en), ("seed", seed)) if v is not None},
     )
     check_numbers(cfg)
     pool = find_pool(list(cfg.inputs), exclude=cfg.out)
@@ -182,29 +191,28 @@ def _balance(
     lay = OutDir(cfg.out)
     lay.summary.unlink(missing_ok=True)  # kept/ is about to change: the run is incomplete until rewritten
     counts = counts_table.column("count").to_numpy()
-    thresholds = None
-    if "lang" in counts_table.column_names:
-        langs = counts_table.column("lang").to_numpy(zero_copy_only=False)
-        names, starts = np.unique(langs, return_index=True)
-        ranges = {str(n): (int(s), int(s + (langs == n).sum())) for n, s in zip(names, starts)}
-        thresholds = worldwide_thresholds(counts, ranges, cfg.t_en)
-        p = worldwide_probabilities(counts, ranges, thresholds)
-    else:
-        p = entry_probabilities(counts, cfg.t)
+    bal = balancing(counts, cfg.t, cfg.t_en, lang_ranges(counts_table))
     if cfg.image_column:
         started = time.perf_counter()
         log("choosing one text per image")
         select_one_text_per_image(cfg, parts)
         timings["image_selection_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    pass2 = Totals()
-    for stats in executor.map(balance_partition, parts, "pass 2: sample", cfg=cfg, p=p):
+    pass2, kept = Totals(), CountAccumulator(len(counts))
+    for stats, ids, n in executor.map(
+        balance_partition, parts, "pass 2: sample", cfg=cfg, p=bal.p, p_head=bal.head_only()
+    ):
         pass2.add(stats)
+        kept.add(ids, n)
     timings["pass2_s"] = time.perf_counter() - started
+    if "kept_count" in counts_table.column_names:  # from an earlier balance of this run
+        counts_table = counts_table.drop_columns(["kept_count"])
+    counts_table = counts_table.append_column("kept_count", pa.array(kept.counts, pa.uint64()))
+    write_parquet_atomic(counts_table, lay.counts)
     if cfg.datacomp_subset:
         write_datacomp_subset(lay.out / "kept", cfg.datacomp_subset)
-    padding = read_json(lay.run)["pass1"]["padding"]
-    summary = build_summary(cfg, pass1, pass2, thresholds, timings, counts_table, padding, pool.skipped)
+    run = read_json(lay.run)
+    summary = build_summary(cfg, pass1, pass2, bal, timings, counts_table, run, pool.skipped)
     write_json_atomic(summary, lay.summary)
     log(format_summary(summary))
     return summary

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 from . import __version__
 from .gpu_backend import device_label
+from .balance_stats import balance_statistics
 
 
 @dataclass
@@ -40,8 +41,12 @@ SKIPPED_LISTED = 1000
 
 
 def build_summary(
-    cfg, pass1: Totals, pass2: Totals, thresholds, timings, counts_table: pa.Table, padding: str, skipped=()
+    cfg, pass1: Totals, pass2: Totals, bal, timings, counts_table: pa.Table, run: dict, skipped=()
 ) -> dict:
+    """`bal`: the run's balance.Balancing; `counts_table`: entry_counts with
+    kept_count; `run`: run.json (padding, the curate command); `skipped`:
+    the pool paths that discovery skipped."""
+    thresholds = bal.thresholds
     overall = {**pass1.overall, **pass2.overall}
     files = {name: {**stats, **pass2.files.get(name, {})} for name, stats in pass1.files.items()}
     for stats in files.values():
@@ -63,14 +68,21 @@ def build_summary(
                 "rows_same_image_dropped",
                 "rows_kept",
                 "rows_kept_invalid_utf8",
+                "rows_kept_only_through_tail",
                 "pairs_matched",
             )
         },
+        **balance_statistics(
+            counts_table, bal.head, overall.get("rows_kept", 0), overall.get("rows_kept_only_through_tail", 0)
+        ),
         "t": cfg.t if thresholds is None else None,
         "t_en": cfg.t_en if thresholds is not None else None,
         "thresholds": thresholds,
         "seed": cfg.seed,
-        "padding": padding,
+        "padding": run["pass1"]["padding"],
+        "metadata_fingerprint": run["pass1"]["metadata"],
+        "command": cfg.command,
+        "curate_command": run.get("curate_command"),
         "device": device_label(cfg.device),
         "entries": counts_table.num_rows,
         "entries_matched": int(pc.sum(pc.greater(counts_table.column("count"), 0)).as_py() or 0),
@@ -120,6 +132,10 @@ def format_summary(s: dict, timings: bool = True) -> str:
         f"rows kept     {share('rows_kept')}   "
         + (f"t={s['t']:g}" if s["t"] is not None else f"t_en={s['t_en']:g}")
         + f", seed={s['seed']}",
+        f"head entries  {s['entries_over_t']:,} with count >= t hold "
+        f"{100 * s['head_share_of_matches']['before']:.1f}% of matches before, "
+        f"{100 * s['head_share_of_matches']['after']:.1f}% after; "
+        f"{s['rows_kept_only_through_tail']:,} kept rows kept only through a tail entry",
     ]
     if s.get("files_empty"):
         lines.append(f"empty files   {len(s['files_empty']):,} (0 rows; listed in summary.json)")

@@ -16,6 +16,13 @@ GC_HD double uniform(uint64_t seed, uint64_t uid_key, int32_t entry) {
   return (double)(h >> 11) * (1.0 / 9007199254740992.0);
 }
 
+// The seed of epoch e for online rebalancing (gpu_curate.Rebalancer):
+//   epoch_seed(seed, e) = mix64(mix64(seed ^ EPOCH_KEY) ^ e)
+// Its own constant, so an epoch's seed is not a state of uniform()'s chain.
+GC_HD uint64_t epoch_seed(uint64_t seed, uint64_t epoch) {
+  return mix64(mix64(seed ^ 0xd1b54a32d192ed03ULL) ^ epoch);
+}
+
 GC_HD bool keep_row(uint64_t seed, uint64_t uid_key, const int32_t* ids, int64_t n, const double* p) {
   for (int64_t k = 0; k < n; ++k)
     if (uniform(seed, uid_key, ids[k]) < p[ids[k]]) return true;
