@@ -78,6 +78,8 @@ const std::map<std::string, Kernel>& registry() {
       GC_EMULATED(gc::write_matches<int32_t>), GC_EMULATED(gc::write_matches<int64_t>),
       GC_EMULATED(gc::compact_matches),        GC_EMULATED(gc::keep_rows),
       GC_EMULATED(gc::hash_rows<int32_t>),     GC_EMULATED(gc::hash_rows<int64_t>),
+      GC_EMULATED(gc::invalid_utf8_rows<int32_t>), GC_EMULATED(gc::invalid_utf8_rows<int64_t>),
+      GC_EMULATED(gc::derived_uid_keys),
   };
   return kernels;
 }

@@ -190,6 +190,11 @@ def curate_command(
         "--device",
         help="cpu, gpu or auto (gpu when cuDF and a CUDA device are present; GPU_CURATE_EMULATE=1 makes gpu the emulated device, for development).",
     ),
+    gpu_reader: Optional[str] = typer.Option(
+        None,
+        "--gpu-reader",
+        help="GPU: how parquet is read: cudf (on the GPU; the default) or pyarrow (on the host, the text copied to the GPU once; the emulated device's only one).",
+    ),
     text_column: str = typer.Option("text", "--text-column", help="Column holding the alt-text."),
     id_column: str = typer.Option(
         "auto", "--id-column", help="Column with a stable id; auto: `uid` if the pool has it, else <file>:<row>."
@@ -270,6 +275,7 @@ def curate_command(
         seed=seed,
         partition_rows=_partition_rows(partition_size, pool),
         device=device,
+        gpu_reader=gpu_reader,
         strict_utf8=strict_utf8,
         keep_matched_ids=keep_matched_ids,
         datacomp_subset=str(datacomp_subset) if datacomp_subset else None,

@@ -28,6 +28,7 @@ class CurateConfig:
     seed: int = 0
     partition_rows: int = 100_000
     device: str = "cpu"
+    gpu_reader: str | None = None  # the GPU engine's reader: cudf (default) or pyarrow (read on the host, text copied)
     strict_utf8: bool = False
     keep_matched_ids: bool = False  # also write matched_entry_ids into kept/
     datacomp_subset: str | None = None

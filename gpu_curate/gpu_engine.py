@@ -38,15 +38,13 @@ from . import kernels
 from .automaton import Automaton
 from .errors import DeviceError, InputError
 from .gpu_backend import available, cupy, missing, require  # noqa: F401  (available, missing: API)
+from .gpu_strings import NULL, DeviceStrings, is_device_column, pylibcudf_column, strings_from_arrow, strings_from_cudf
 from .results import MatchResult
 from .texts import as_string_array
 
 # Threads per block: one row per thread; 256 keeps enough warps in flight to
 # hide the walk's memory latency without tuning per GPU.
 _BLOCK = 256
-# A null device pointer for a kernel's pointer parameter (CuPy passes a NumPy
-# scalar by value, so this is 8 zero bytes where the kernel reads a pointer).
-_NULL = np.uint64(0)
 
 
 # -- automaton tables in GPU memory ------------------------------------------------
@@ -140,149 +138,6 @@ def clear_device_tables() -> None:
         _TABLE_CACHE.clear()
 
 
-# -- string columns in GPU memory ----------------------------------------------------
-@dataclass(frozen=True)
-class _DeviceStrings:
-    """A string column in GPU memory as the kernels' column arguments
-    (gc::StringColumn): row i is chars[offsets[offset + i]:offsets[offset + i + 1]],
-    null where validity bit offset + i is 0."""
-
-    chars: Any  # CuPy uint8 array, or a device address as np.uint64
-    offsets: Any  # likewise, int32 or int64 items
-    validity: Any  # likewise; _NULL when no row is null
-    offset: int
-    n_rows: int
-    wide: bool  # int64 offsets
-    owner: Any = None  # keeps foreign (cuDF) buffers alive while kernels read them
-
-
-@dataclass(frozen=True)
-class ArrowWindow:
-    """The host bytes an Arrow string array's rows use, laid out as the
-    kernels read them (gc::StringColumn); what is copied to the GPU."""
-
-    chars: np.ndarray  # uint8
-    offsets: np.ndarray  # int32 or int64, rebased to chars
-    validity: np.ndarray | None  # whole bytes of the validity bitmap; None: no nulls
-    offset: int  # first row's index in offsets and validity, < 8
-
-
-def arrow_window(arr: pa.Array) -> ArrowWindow:
-    """Only the bytes the rows use, so a small slice of a big array copies little.
-
-    Validity is cut at whole bytes, so a slice keeps its offset modulo 8 and
-    the kernels' slice handling runs on Arrow input too, not only on cuDF's.
-    """
-    wide = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
-    validity, offsets, chars = arr.buffers()[:3]
-    n, first = len(arr), arr.offset - arr.offset % 8
-    if offsets is None:  # a zero-length array may have no buffers
-        window = np.zeros(arr.offset - first + n + 1, np.int64 if wide else np.int32)
-    else:
-        window = np.frombuffer(offsets, dtype=np.int64 if wide else np.int32)[first : arr.offset + n + 1]
-    lo, hi = int(window[0]), int(window[-1])
-    valid = None
-    if validity is not None and arr.null_count:
-        valid = np.frombuffer(validity, dtype=np.uint8)[first // 8 : (arr.offset + n + 7) // 8]
-    return ArrowWindow(
-        chars=np.frombuffer(chars, dtype=np.uint8)[lo:hi] if chars is not None else np.zeros(0, np.uint8),
-        offsets=window - window.dtype.type(lo),
-        validity=valid,
-        offset=arr.offset - first,
-    )
-
-
-def _strings_from_arrow(arr: pa.Array) -> _DeviceStrings:
-    cp = cupy()
-    w = arrow_window(arr)
-    return _DeviceStrings(
-        chars=cp.asarray(w.chars),
-        offsets=cp.asarray(w.offsets),
-        validity=_NULL if w.validity is None else cp.asarray(w.validity),
-        offset=w.offset,
-        n_rows=len(arr),
-        wide=w.offsets.dtype == np.int64,
-    )
-
-
-def is_device_column(obj) -> bool:
-    """True for a cuDF Series/Index or pylibcudf Column: input the GPU engine
-    reads in place (match.match must hand it over before any Arrow conversion)."""
-    return type(obj).__module__.split(".")[0] in ("cudf", "pylibcudf")
-
-
-def _pylibcudf_column(obj):
-    """The pylibcudf.Column under a cuDF Series or Index, without a copy.
-
-    cuDF >= 25.02: Series/Index.to_pylibcudf() -> (Column, metadata). A
-    cuDF-internal column takes mode="read" in 25.x and no argument in 26.x.
-    """
-    if type(obj).__module__.startswith("pylibcudf"):
-        return obj
-    import cudf
-
-    to_plc = getattr(obj, "to_pylibcudf", None)
-    if to_plc is None:
-        raise DeviceError(f"cannot read a {type(obj).__name__} in place: cuDF >= 25.02 is needed")
-    if isinstance(obj, (cudf.Series, cudf.Index)):
-        col = to_plc()
-    else:
-        try:
-            col = to_plc(mode="read")
-        except TypeError:
-            col = to_plc()
-    return col[0] if isinstance(col, tuple) else col
-
-
-def _address(buf) -> np.uint64:
-    """Device address of a pylibcudf buffer: a gpumemoryview in cuDF 25.x, a
-    Span (ptr, size, element_type) in 26.x; both carry .ptr."""
-    return _NULL if buf is None else np.uint64(buf.ptr)
-
-
-def _strings_from_cudf(obj) -> _DeviceStrings:
-    """Reads a cuDF strings column where it lies (chars, offsets child, null
-    mask, slice offset); libcudf's bit order is Arrow's."""
-    cp = cupy()
-    import pylibcudf as plc
-
-    col = _pylibcudf_column(obj)
-    if col.type().id() != plc.TypeId.STRING:
-        raise InputError(f"texts must be a strings column, got cuDF type {col.type().id()!r}")
-    n = col.size()
-    if col.num_children() == 0:
-        # libcudf's strings column with no offsets child: every row is empty
-        # or null. Give it real (all-zero) offsets and let the walk decide.
-        return _DeviceStrings(
-            chars=_NULL,
-            offsets=cp.zeros(col.offset() + n + 1, dtype=cp.int32),
-            validity=_address(col.null_mask()),
-            offset=col.offset(),
-            n_rows=n,
-            wide=False,
-            owner=col,
-        )
-    if col.num_children() != 1:
-        raise DeviceError("this cuDF keeps string bytes in a child column; cuDF >= 25.02 is needed")
-    offsets = col.child(0)
-    kind = offsets.type().id()
-    if kind not in (plc.TypeId.INT32, plc.TypeId.INT64):
-        raise InputError(f"unexpected strings offsets type {kind!r}")
-    wide = kind == plc.TypeId.INT64
-    itemsize = 8 if wide else 4
-    # The offsets child is not sliced with its parent; skip its own offset, if any.
-    offsets_at = np.uint64(int(_address(offsets.data())) + offsets.offset() * itemsize)
-    return _DeviceStrings(
-        chars=_address(col.data()),
-        offsets=offsets_at,
-        validity=_address(col.null_mask()),
-        offset=col.offset(),
-        n_rows=n,
-        wide=wide,
-        owner=col,
-    )
-
-
 # -- kernels -------------------------------------------------------------------------
 @functools.cache
 def _kernel(cp, name: str, device: int):
@@ -334,18 +189,42 @@ class DeviceMatchResult:
         return DeviceMatchResult(offsets, cp.concatenate([p.entry_ids for p in parts]))
 
 
-def _match_strings(col: _DeviceStrings, tables: DeviceTables) -> DeviceMatchResult:
+@dataclass(frozen=True)
+class MatchGroup:
+    """Rows of a column that one automaton matches: every row (rows None), or
+    the rows listed (device int64); `base` is added to every entry id (a
+    language's first id in the global id space)."""
+
+    tables: DeviceTables
+    rows: Any = None
+    base: int = 0
+
+
+def match_groups(col: DeviceStrings, groups: Sequence[MatchGroup]) -> DeviceMatchResult:
+    """One CSR over every row of `col`, each row matched by its group's
+    automaton (rows in no group match nothing): two walks per group over its
+    rows, one scan, no gather of strings."""
     cp = cupy()
     n = col.n_rows
     suffix = "<int64_t>" if col.wide else "<int32_t>"
-    column = (*tables.args, col.chars, col.offsets, col.validity, np.int64(col.offset), np.int64(n))
-    counts = cp.empty(n, dtype=cp.int64)
-    _launch("gc::count_matches" + suffix, n, (*column, counts))
+    column = (col.chars, col.offsets, col.validity, np.int64(col.offset))
+
+    def launch(kernel: str, g: MatchGroup, *tail) -> None:
+        size = n if g.rows is None else len(g.rows)
+        rows = NULL if g.rows is None else g.rows
+        _launch(kernel + suffix, size, (*g.tables.args, *column, rows, np.int64(size), *tail))
+
+    counts = cp.zeros(n, dtype=cp.int64)
+    for g in groups:
+        launch("gc::count_matches", g, counts)
     starts = _exclusive_scan(counts)
     total = int(starts[-1])
     raw = cp.empty(total, dtype=cp.int32)
-    n_unique = cp.empty(n, dtype=cp.int64)
-    _launch("gc::write_matches" + suffix, n, (*column, starts, raw, n_unique))
+    n_unique = cp.zeros(n, dtype=cp.int64)
+    for g in groups:
+        launch("gc::write_matches", g, starts, np.int32(g.base), raw, n_unique)
+    if n and int((n_unique < 0).sum()):
+        raise DeviceError("the GPU walk emitted other ids on its second pass than on its first: refusing the result")
     offsets = _exclusive_scan(n_unique)
     kept = int(offsets[-1])
     if kept == total:  # no row repeated an id: every region is already in place
@@ -353,6 +232,10 @@ def _match_strings(col: _DeviceStrings, tables: DeviceTables) -> DeviceMatchResu
     ids = cp.empty(kept, dtype=cp.int32)
     _launch("gc::compact_matches", n, (starts, raw, offsets, np.int64(n), ids))
     return DeviceMatchResult(offsets, ids)
+
+
+def _match_strings(col: DeviceStrings, tables: DeviceTables) -> DeviceMatchResult:
+    return match_groups(col, [MatchGroup(tables)])
 
 
 def match_gpu_device(texts, automaton: Automaton) -> DeviceMatchResult:
@@ -365,10 +248,10 @@ def match_gpu_device(texts, automaton: Automaton) -> DeviceMatchResult:
     require(need_cudf=is_device_column(texts))
     tables = device_tables(automaton)
     if is_device_column(texts):
-        return _match_strings(_strings_from_cudf(texts), tables)
+        return _match_strings(strings_from_cudf(texts), tables)
     arr = as_string_array(texts)
     chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
-    parts = [_match_strings(_strings_from_arrow(c), tables) for c in chunks if len(c)]
+    parts = [_match_strings(strings_from_arrow(c), tables) for c in chunks if len(c)]
     return parts[0] if len(parts) == 1 else DeviceMatchResult.concat(parts)
 
 
@@ -402,16 +285,20 @@ def uid_keys_gpu(uids):
     if is_device_column(uids):
         import pylibcudf as plc
 
-        col = _pylibcudf_column(uids)
+        col = pylibcudf_column(uids)
         if col.type().id() != plc.TypeId.STRING:
-            return cp.ascontiguousarray(uids.astype("int64").to_cupy()).view(cp.uint64)
-        strings = _strings_from_cudf(uids)
+            import cudf
+
+            # A pylibcudf Column has no astype: take it as a Series (no copy) first.
+            series = uids if isinstance(uids, (cudf.Series, cudf.Index)) else cudf.Series.from_pylibcudf(col)
+            return cp.ascontiguousarray(series.astype("int64").values).view(cp.uint64)
+        strings = strings_from_cudf(uids)
     else:
         uids = uids.combine_chunks() if isinstance(uids, pa.ChunkedArray) else uids
         if pa.types.is_integer(uids.type):
             host = uids.cast(pa.int64()).to_numpy(zero_copy_only=False).view(np.uint64)
             return cp.asarray(host)
-        strings = _strings_from_arrow(as_string_array(uids))
+        strings = strings_from_arrow(as_string_array(uids))
     keys = cp.empty(strings.n_rows, dtype=cp.uint64)
     suffix = "<int64_t>" if strings.wide else "<int32_t>"
     args = (strings.chars, strings.offsets, np.int64(strings.offset), np.int64(strings.n_rows), keys)
@@ -436,3 +323,40 @@ def keep_rows_gpu(offsets, entry_ids, uid_keys, p, seed: int):
     keep = cp.zeros(n, dtype=cp.bool_)
     _launch("gc::keep_rows", n, (offsets, ids, uid_keys, p, np.uint64(seed), np.int64(n), keep))
     return keep
+
+
+def invalid_utf8_gpu(col: DeviceStrings):
+    """Per row: 1 where the text is not null and not valid UTF-8 (cupy uint8)."""
+    cp = cupy()
+    out = cp.zeros(col.n_rows, dtype=cp.uint8)
+    suffix = "<int64_t>" if col.wide else "<int32_t>"
+    args = (col.chars, col.offsets, col.validity, np.int64(col.offset), np.int64(col.n_rows), out)
+    _launch("gc::invalid_utf8_rows" + suffix, col.n_rows, args)
+    return out
+
+
+def derived_uid_keys_gpu(prefix: str, rows):
+    """Sampling keys of the derived uids prefix + row (rows: device int64), as matchindex.uid_keys."""
+    cp = cupy()
+    data = np.frombuffer(prefix.encode("utf-8"), np.uint8)
+    keys = cp.empty(len(rows), dtype=cp.uint64)
+    prefix_on_device = cp.asarray(data) if len(data) else cp.zeros(1, dtype=cp.uint8)
+    args = (prefix_on_device, np.int64(len(data)), rows, np.int64(len(rows)), keys)
+    _launch("gc::derived_uid_keys", len(rows), args)
+    return keys
+
+
+def sparse_counts_gpu(entry_ids, n_entries: int) -> tuple[np.ndarray, np.ndarray]:
+    """(entry ids, rows matching each) of one partition's match sets, brought
+    to the host sparse and small, as count.sparse_counts: a bincount over the
+    global id space where the ids are dense enough, else a sort."""
+    cp = cupy()
+    ids = _device_array(entry_ids, cp.int32)
+    if ids.size == 0:
+        return np.zeros(0, np.int32), np.zeros(0, np.uint64)
+    if n_entries <= 8 * ids.size:  # the same rule as the CPU's sparse_counts
+        dense = cp.bincount(ids, minlength=n_entries)
+        present = cp.flatnonzero(dense)
+        return present.astype(cp.int32).get(), dense[present].astype(cp.uint64).get()
+    present, counts = cp.unique(ids, return_counts=True)
+    return present.astype(cp.int32).get(), counts.astype(cp.uint64).get()

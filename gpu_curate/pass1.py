@@ -10,30 +10,30 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .config import AUTO, UID, CurateConfig
 from . import matchindex
+from .config import AUTO, UID, CurateConfig
 from .count import sparse_counts
 from .datacomp import first_non_datacomp_uid
 from .errors import InputError
-from .outdir import OutDir
 from .fs import quote_path
+from .outdir import OutDir
 from .images import image_key_column
 from .pool import Partition
-from .readers import parquet_columns, read_partition
-from .results import MatchResult
+from .engines import CpuEngine, engine_for, text_column
+from .readers import parquet_columns
 from .storage import read_json, write_json_atomic
-from .texts import invalid_utf8_rows
 from .worldwide import load_cached
 
 
-def _read_pass1(cfg: CurateConfig, part: Partition) -> tuple[pa.Table, str | None]:
-    """The partition's columns that pass 1 needs, and its uid column (None: derived uids)."""
+def _read_pass1(cfg: CurateConfig, part: Partition, eng: CpuEngine) -> tuple[pa.Table, object, str | None]:
+    """(the columns pass 1 needs but the text, the text where the engine walks
+    it, the uid column or None for derived uids)."""
     if part.format != "parquet":  # text formats are read whole anyway
-        table = read_partition(part, None, cfg.text_column)
-        return table, id_column_of(cfg, part, table.column_names)
+        table, texts = eng.read(part, None, cfg.text_column)
+        return table, texts, id_column_of(cfg, part, table.column_names)
     id_column = id_column_of(cfg, part, parquet_columns(part.path))
     wanted = [cfg.text_column] + [c for c in (id_column, cfg.lang_column, cfg.image_column) if c]
-    return read_partition(part, list(dict.fromkeys(wanted)), cfg.text_column), id_column
+    return *eng.read(part, list(dict.fromkeys(wanted)), cfg.text_column), id_column
 
 
 def id_column_of(cfg: CurateConfig, part: Partition, names: list[str]) -> str | None:
@@ -87,24 +87,18 @@ def _check_datacomp_uids(uids: pa.Array | None, part: Partition, id_column: str 
 
 
 def checked_texts(table: pa.Table, part: Partition, cfg: CurateConfig) -> tuple[pa.Array, int]:
-    """The text column and its number of rows that are not valid UTF-8.
-    Those rows still match on their bytes (docs/semantics.md section 2); --strict-utf8
-    makes the first one an error naming its row."""
-    texts = column_of(table, part, cfg.text_column)
-    if pa.types.is_null(texts.type):
-        texts = texts.cast(pa.large_binary())
-    if not (
-        pa.types.is_string(texts.type)
-        or pa.types.is_large_string(texts.type)
-        or pa.types.is_binary(texts.type)
-        or pa.types.is_large_binary(texts.type)
-    ):
-        raise InputError(f"{quote_path(part.path)}: text column {cfg.text_column!r} holds {texts.type}, not strings")
-    invalid = invalid_utf8_rows(texts)
-    if cfg.strict_utf8 and invalid.any():
-        first = part.first_row + int(np.argmax(invalid))
-        raise InputError(f"{quote_path(part.path)} row {first}: text is not valid UTF-8")
-    return texts, int(invalid.sum())
+    """The text column of a host table and its number of rows that are not
+    valid UTF-8 (`gpu-curate match`). Those rows still match on their bytes
+    (docs/semantics.md section 2); --strict-utf8 makes the first an error."""
+    texts = text_column(table, part, cfg.text_column)
+    return texts, _invalid_utf8(CpuEngine(), texts, part, cfg)
+
+
+def _invalid_utf8(eng: CpuEngine, texts, part: Partition, cfg: CurateConfig) -> int:
+    n, first = eng.invalid_utf8(texts)
+    if cfg.strict_utf8 and n:
+        raise InputError(f"{quote_path(part.path)} row {part.first_row + first}: text is not valid UTF-8")
+    return n
 
 
 def lang_stats(langs: pa.Array | None, **masks: np.ndarray) -> dict[str, dict[str, int]]:
@@ -123,37 +117,40 @@ def match_partition(part: Partition, cfg: CurateConfig) -> tuple[dict, np.ndarra
     """Pass 1 for one partition: (stats, entry ids, their counts)."""
     lay = OutDir(cfg.out)
     marker, shard = lay.marker("matches", part), lay.shard("matches", part)
-    n_entries = load_cached(cfg.metadata_ref).n_entries
+    mdset = load_cached(cfg.metadata_ref)
     if marker.exists():  # done before: recount from the shard
-        return read_json(marker), *sparse_counts(matchindex.match_result(matchindex.read(shard)).entry_ids, n_entries)
-    table, id_column = _read_pass1(cfg, part)
-    texts, n_invalid = checked_texts(table, part, cfg)
+        ids = matchindex.match_result(matchindex.read(shard)).entry_ids
+        return read_json(marker), *sparse_counts(ids, mdset.n_entries)
+    eng = engine_for(cfg.device, cfg.gpu_reader, cfg.threads)
+    table, texts, id_column = _read_pass1(cfg, part, eng)
+    n_invalid = _invalid_utf8(eng, texts, part, cfg)
     uids = pool_uids(table, part, id_column)
     if cfg.datacomp_subset:
         _check_datacomp_uids(uids, part, id_column)
     langs = column_of(table, part, cfg.lang_column).cast(pa.string()) if cfg.lang_column else None
-    res, no_list = load_cached(cfg.metadata_ref).match(texts, langs, cfg.device, cfg.threads)
-    matched = np.diff(res.offsets) > 0
-    rows = np.flatnonzero(matched)
-    taken = pa.array(rows)
+    found = eng.match(mdset, texts, langs)
+    taken = pa.array(found.rows)
     images = column_of(table, part, cfg.image_column).take(taken) if cfg.image_column else None
     index = matchindex.build(
-        rows + part.first_row,
-        MatchResult(np.append(res.offsets[rows], res.offsets[-1]), res.entry_ids),
+        found.rows + part.first_row,
+        found.result,
         uids=uids.take(taken) if uids is not None else None,
         uid_prefix=f"{part.name}:" if uids is None else None,
         image_keys=image_key_column(images) if images is not None else None,
     )
     matchindex.write(index, shard)
+    n_rows = eng.n_rows(texts)
+    matched = np.zeros(n_rows, bool)
+    matched[found.rows] = True
     stats = {
         "file": part.name,
-        "rows_in": table.num_rows,
-        "rows_null_text": int(texts.null_count),
+        "rows_in": n_rows,
+        "rows_null_text": eng.null_count(texts),
         "rows_invalid_utf8": n_invalid,
-        "rows_no_metadata_lang": no_list,
-        "rows_matched": len(rows),
-        "pairs_matched": len(res.entry_ids),
-        "languages": lang_stats(langs, rows_in=np.ones(table.num_rows, bool), rows_matched=matched),
+        "rows_no_metadata_lang": found.no_list,
+        "rows_matched": len(found.rows),
+        "pairs_matched": len(found.result.entry_ids),
+        "languages": lang_stats(langs, rows_in=np.ones(n_rows, bool), rows_matched=matched),
     }
     write_json_atomic(stats, marker)  # last: marks the partition complete
-    return stats, *sparse_counts(res.entry_ids, n_entries)
+    return stats, *found.counts

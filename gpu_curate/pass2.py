@@ -10,16 +10,14 @@ import numpy as np
 import pyarrow as pa
 
 from . import matchindex
-from .balance import keep_mask
 from .config import UID, CurateConfig
 from .count import sparse_counts
+from .engines import engine_for
 from .images import lost_image
 from .outdir import OutDir
 from .pass1 import lang_stats
 from .pool import Partition
-from .readers import read_rows
-from .storage import read_json, write_json_atomic, write_parquet_atomic
-from .texts import invalid_utf8_rows, text_as_string
+from .storage import read_json, write_json_atomic
 
 
 def balance_partition(
@@ -30,49 +28,38 @@ def balance_partition(
     counts, sparse like pass 1's. `p_head` is p with tail entries zeroed."""
     lay = OutDir(cfg.out)
     marker, shard = lay.marker("kept", part), lay.shard("kept", part)
+    eng = engine_for(cfg.device, cfg.gpu_reader, cfg.threads)
     index = matchindex.read(lay.shard("matches", part))
     result = matchindex.match_result(index)
-    keys = matchindex.uid_keys(index)
     rows = index.column(matchindex.ROW).to_numpy()
     lost = lost_image(cfg, part, rows)
-    keep = _keep(cfg, result, keys, p) & ~lost
+    keep = eng.keep(index, result, p, cfg.seed, f"{cfg.balance_id}:p") & ~lost
     kept_counts = sparse_counts(result.entry_ids[np.repeat(keep, np.diff(result.offsets))], len(p))
     if marker.exists():  # done before: the decision above is cheap, and gives the counts again
         stats = read_json(marker)
         if stats.get("balance_id") == cfg.balance_id:
             return stats, *kept_counts
-    kept_by_head = keep & _keep(cfg, result, keys, p_head)
-    kept_rows = rows[keep] - part.first_row
-    table = read_rows(part, kept_rows, _kept_columns(cfg, part), cfg.text_column)
-    table = text_as_string(table, cfg.text_column)
-    if UID not in table.column_names:
-        table = table.append_column(UID, matchindex.uids(index, keep))
+    kept_by_head = keep & eng.keep(index, result, p_head, cfg.seed, f"{cfg.balance_id}:p_head")
+    extra = {}
+    if UID not in (cfg.columns or ()):
+        extra[UID] = matchindex.uids(index, keep)
     if cfg.keep_matched_ids:
         ids = index.column(matchindex.IDS).combine_chunks().filter(pa.array(keep))
-        table = table.append_column(matchindex.IDS, ids.cast(pa.list_(pa.int32())))
-    invalid = read_json(lay.marker("matches", part))["rows_invalid_utf8"]
-    kept_invalid = int(invalid_utf8_rows(table.column(cfg.text_column)).sum()) if invalid else 0
-    write_parquet_atomic(table, shard)
-    langs = table.column(cfg.lang_column).combine_chunks() if cfg.lang_column else None
+        extra[matchindex.IDS] = ids.cast(pa.list_(pa.int32()))
+    n_kept, kept_invalid, langs = eng.write_kept(
+        part, _kept_columns(cfg, part), rows[keep] - part.first_row, extra, shard, cfg.text_column, cfg.lang_column
+    )
     stats = {
         "file": part.name,
-        "rows_kept": table.num_rows,
+        "rows_kept": n_kept,
         "rows_kept_invalid_utf8": kept_invalid,
         "rows_same_image_dropped": int(lost.sum()),
         "rows_kept_only_through_tail": int(keep.sum() - kept_by_head.sum()),
         "balance_id": cfg.balance_id,
-        "languages": lang_stats(langs, rows_kept=np.ones(table.num_rows, bool)),
+        "languages": lang_stats(langs, rows_kept=np.ones(n_kept, bool)),
     }
     write_json_atomic(stats, marker)
     return stats, *kept_counts
-
-
-def _keep(cfg: CurateConfig, result, keys: np.ndarray, p: np.ndarray) -> np.ndarray:
-    if cfg.device == "gpu":
-        from .gpu_engine import keep_rows_gpu
-
-        return keep_rows_gpu(result.offsets, result.entry_ids, keys, p, cfg.seed).get()
-    return keep_mask(result, keys, p, cfg.seed, cfg.threads)
 
 
 def _kept_columns(cfg: CurateConfig, part: Partition) -> list[str] | None:

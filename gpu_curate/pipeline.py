@@ -26,6 +26,7 @@ from .checks import check_numbers, check_run
 from .config import CurateConfig
 from .count import CountAccumulator
 from .datacomp import write_datacomp_subset
+from .engines import resolve_reader
 from .errors import InputError
 from .executor import Executor
 from .fs import quote_path
@@ -59,7 +60,8 @@ def curate(
     client (cluster.LocalOrRemoteClient); it is entered only once the checks
     passed and work remains, so a bad option or a finished run starts no cluster.
     """
-    cfg = replace(cfg, device=resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
+    cfg = replace(cfg, device=device, gpu_reader=resolve_reader(device, cfg.gpu_reader))
     pool = find_pool(list(cfg.inputs), exclude=cfg.out)
     check_run(cfg, pool.files)
     lay = OutDir(cfg.out)
@@ -171,6 +173,8 @@ def balance(
         **{k: v for k, v in (("t", t), ("t_en", t_en), ("seed", seed)) if v is not None},
     )
     check_numbers(cfg)
+    device = resolve_device(cfg.device)  # the run's device: it must still be here
+    cfg = replace(cfg, device=device, gpu_reader=resolve_reader(device, cfg.gpu_reader))
     pool = find_pool(list(cfg.inputs), exclude=cfg.out)
     # pass 2 re-reads the kept rows from the pool: it must be the pool that pass 1 matched
     _refuse_changed_pool(read_json(lay.run)["pass1"]["inputs"], input_identity(pool.files))

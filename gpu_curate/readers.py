@@ -94,7 +94,19 @@ def read_rows(part: Partition, rows: np.ndarray, columns: list[str] | None, text
 def _read_parquet_rows(part: Partition, columns: list[str] | None) -> pa.Table:
     f = parquet_file(part.path)
     _check_columns(part.path, f.schema_arrow.names, columns)
-    meta = f.metadata
+    groups, skip, num = row_group_span(part, f.metadata)
+    if not groups:
+        return _typed_if_empty(f.schema_arrow.empty_table().select(columns or f.schema_arrow.names))
+    try:
+        return f.read_row_groups(groups, columns=columns).slice(skip, num)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputError(f"{quote_path(part.path)}: cannot read parquet ({one_line(e)})") from None
+
+
+def row_group_span(part: Partition, meta: pq.FileMetaData) -> tuple[list[int], int, int]:
+    """(row groups holding a parquet partition's rows, rows of the first group
+    before the partition, rows in the partition): read the groups, then slice
+    (skip, num). Shared by this reader and cuDF's (gpu_io)."""
     first = part.first_row
     num = meta.num_rows - first if part.num_rows is None else part.num_rows
     groups, start, group_first = [], 0, None
@@ -104,12 +116,7 @@ def _read_parquet_rows(part: Partition, columns: list[str] | None) -> pa.Table:
             groups.append(g)
             group_first = start if group_first is None else group_first
         start += n
-    if not groups:
-        return _typed_if_empty(f.schema_arrow.empty_table().select(columns or f.schema_arrow.names))
-    try:
-        return f.read_row_groups(groups, columns=columns).slice(first - group_first, num)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise InputError(f"{quote_path(part.path)}: cannot read parquet ({one_line(e)})") from None
+    return groups, first - (group_first or 0), num
 
 
 def _check_columns(path: str, have: list[str], want: list[str] | None) -> None:

@@ -84,6 +84,7 @@ def build_summary(
         "command": cfg.command,
         "curate_command": run.get("curate_command"),
         "device": device_label(cfg.device),
+        "gpu_reader": cfg.gpu_reader,
         "entries": counts_table.num_rows,
         "entries_matched": int(pc.sum(pc.greater(counts_table.column("count"), 0)).as_py() or 0),
         "timings": {

@@ -29,6 +29,9 @@ KERNEL_NAMES = (
     "gc::keep_rows",
     "gc::hash_rows<int32_t>",
     "gc::hash_rows<int64_t>",
+    "gc::invalid_utf8_rows<int32_t>",
+    "gc::invalid_utf8_rows<int64_t>",
+    "gc::derived_uid_keys",
 )
 NVRTC_OPTIONS = ("-std=c++17",)
 

@@ -14,7 +14,7 @@ import pytest
 
 import gpu_curate as gc
 from conftest import shared
-from gpu_curate import _core, _emulated_device, demo_data, emulated_cupy, gpu_backend, gpu_engine, kernels
+from gpu_curate import _core, _emulated_device, demo_data, emulated_cupy, gpu_backend, gpu_engine, gpu_strings, kernels
 from gpu_curate.balance import uid_keys
 from gpu_curate.match import match_cpu, resolve_device
 
@@ -89,6 +89,7 @@ def test_parameter_lists_come_from_the_kernel_types():
             ("pointer", offset),
             ("pointer", "uint8"),
             ("scalar", "int64"),
+            ("pointer", "int64"),  # the rows to match (a null pointer: every row)
             ("scalar", "int64"),
             ("pointer", "int64"),
         ]
@@ -219,7 +220,7 @@ def test_transfers_are_counted_by_site(cp):
 
 def test_matching_moves_only_the_column_and_two_totals(cp, small):
     arr = pa.array(["x", "a red car.", None, "red red car", "car red"] * 50).slice(3)
-    window = gpu_engine.arrow_window(arr)
+    window = gpu_strings.arrow_window(arr)
     table_bytes = sum(v.nbytes for _, v in gpu_engine.table_arguments(small.tables) if isinstance(v, np.ndarray))
     column_bytes = window.chars.nbytes + window.offsets.nbytes + window.validity.nbytes
     gpu_engine.clear_device_tables()
@@ -227,12 +228,12 @@ def test_matching_moves_only_the_column_and_two_totals(cp, small):
     moved = cp.transfers()
     assert moved.to_device == {
         "gpu_curate.gpu_engine.device_tables": table_bytes,
-        "gpu_curate.gpu_engine._strings_from_arrow": column_bytes,
+        "gpu_curate.gpu_strings.strings_from_arrow": column_bytes,
     }
-    assert moved.to_host == {"gpu_curate.gpu_engine._match_strings": 16}  # the two totals, int64 each
+    assert moved.to_host == {"gpu_curate.gpu_engine.match_groups": 24}  # two totals and the walk-agreement check, int64 each
     cp.reset_transfers()
     gpu_engine.match_gpu_device(arr, small)  # tables stay on the device
-    assert cp.transfers().to_device == {"gpu_curate.gpu_engine._strings_from_arrow": column_bytes}
+    assert cp.transfers().to_device == {"gpu_curate.gpu_strings.strings_from_arrow": column_bytes}
     cp.reset_transfers()
     result = on_device.to_host()
     assert cp.transfers().bytes_to_host == result.offsets.nbytes + result.entry_ids.nbytes

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import gpu_curate as gc
 from conftest import shared
-from gpu_curate import _core, gpu_backend, gpu_engine
+from gpu_curate import _core, gpu_backend, gpu_engine, gpu_strings
 from gpu_curate.match import match_cpu
 
 
@@ -59,7 +59,7 @@ def small():
 @pytest.mark.parametrize("name,arr", LAYOUTS, ids=[n for n, _ in LAYOUTS])
 def test_arrow_window_is_what_the_cpu_engine_reads(small, name, arr):
     """The bytes copied to the GPU, fed to the host build of the same walk."""
-    w = gpu_engine.arrow_window(arr)
+    w = gpu_strings.arrow_window(arr)
     assert w.offset < 8 and w.offsets[0] == 0 and len(w.chars) == w.offsets[-1]
     offs, ids = _core.match(small.tables, w.chars, w.offsets, w.validity, w.offset, len(arr), 1)
     _equal(gc.MatchResult(offs, ids), match_cpu(arr, small))

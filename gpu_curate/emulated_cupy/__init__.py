@@ -55,8 +55,10 @@ DEVICE_FUNCTIONS = (
     "diff",
     "flatnonzero",
     "full",
+    "isin",
     "searchsorted",
     "take",
+    "unique",
     "zeros",
     "zeros_like",
 )
