@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import matchindex
+from .balance import probabilities_key
 from .config import UID, CurateConfig
 from .count import sparse_counts
 from .engines import engine_for
@@ -21,11 +22,14 @@ from .storage import read_json, write_json_atomic
 
 
 def balance_partition(
-    part: Partition, cfg: CurateConfig, p: np.ndarray, p_head: np.ndarray
+    part: Partition, cfg: CurateConfig, p: np.ndarray, p_head: np.ndarray, p_key: str | None = None
 ) -> tuple[dict, np.ndarray, np.ndarray]:
     """Pass 2 for one partition: the kept rows, with every passed-through
     column. Returns (stats, entry ids, kept rows matching each): the kept
-    counts, sparse like pass 1's. `p_head` is p with tail entries zeroed."""
+    counts, sparse like pass 1's. `p_head` is p with tail entries zeroed;
+    `p_key`, a content hash of both (balance.Balancing.fingerprint), names
+    them in a GPU worker's cache."""
+    p_key = p_key or probabilities_key(p) + probabilities_key(p_head)
     lay = OutDir(cfg.out)
     marker, shard = lay.marker("kept", part), lay.shard("kept", part)
     eng = engine_for(cfg.device, cfg.gpu_reader, cfg.threads)
@@ -33,13 +37,14 @@ def balance_partition(
     result = matchindex.match_result(index)
     rows = index.column(matchindex.ROW).to_numpy()
     lost = lost_image(cfg, part, rows)
-    keep = eng.keep(index, result, p, cfg.seed, f"{cfg.balance_id}:p") & ~lost
+    keep, kept_by_head = eng.keep(index, result, [p, p_head], cfg.seed, p_key)
+    keep &= ~lost
+    kept_by_head &= keep
     kept_counts = sparse_counts(result.entry_ids[np.repeat(keep, np.diff(result.offsets))], len(p))
     if marker.exists():  # done before: the decision above is cheap, and gives the counts again
         stats = read_json(marker)
         if stats.get("balance_id") == cfg.balance_id:
             return stats, *kept_counts
-    kept_by_head = keep & eng.keep(index, result, p_head, cfg.seed, f"{cfg.balance_id}:p_head")
     extra = {}
     if UID not in (cfg.columns or ()):
         extra[UID] = matchindex.uids(index, keep)

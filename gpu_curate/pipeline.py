@@ -204,7 +204,7 @@ def _balance(
     started = time.perf_counter()
     pass2, kept = Totals(), CountAccumulator(len(counts))
     for stats, ids, n in executor.map(
-        balance_partition, parts, "pass 2: sample", cfg=cfg, p=bal.p, p_head=bal.head_only()
+        balance_partition, parts, "pass 2: sample", cfg=cfg, p=bal.p, p_head=bal.head_only(), p_key=bal.fingerprint()
     ):
         pass2.add(stats)
         kept.add(ids, n)

@@ -230,7 +230,9 @@ def test_matching_moves_only_the_column_and_two_totals(cp, small):
         "gpu_curate.gpu_engine.device_tables": table_bytes,
         "gpu_curate.gpu_strings.strings_from_arrow": column_bytes,
     }
-    assert moved.to_host == {"gpu_curate.gpu_engine.match_groups": 24}  # two totals and the walk-agreement check, int64 each
+    assert moved.to_host == {
+        "gpu_curate.gpu_engine.match_groups": 24
+    }  # two totals and the walk-agreement check, int64 each
     cp.reset_transfers()
     gpu_engine.match_gpu_device(arr, small)  # tables stay on the device
     assert cp.transfers().to_device == {"gpu_curate.gpu_strings.strings_from_arrow": column_bytes}
