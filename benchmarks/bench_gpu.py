@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     if b:
         print(f"pyahocorasick     {'':13} {b:>15,.0f} texts/s  (1 core)")
         print(
-            f"GPU walk / CPU engine {w['texts_per_s'] / c['texts_per_s']:.1f}x, / pyahocorasick {w['texts_per_s'] / b:.0f}x"
+            f"GPU walk{label} / CPU engine {w['texts_per_s'] / c['texts_per_s']:.1f}x, / pyahocorasick {w['texts_per_s'] / b:.0f}x"
         )
     else:
         print("pyahocorasick: not installed (carry its wheel: benchmarks/gpu/wheels.sh); no baseline ratio")
