@@ -9,7 +9,7 @@ setup(
             "gpu_curate._core",
             ["gpu_curate/_core.cpp"],
             include_dirs=["kernels"],
-            depends=["kernels/common.cuh", "kernels/walk.cuh", "kernels/sample.cuh"],
+            depends=["kernels/common.cuh", "kernels/walk.cuh", "kernels/sample.cuh", "gpu_curate/host_walk.h"],
             cxx_std=17,
             extra_compile_args=["-O3"],
         )

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "host_walk.h"
 #include "sample.cuh"
 #include "walk.cuh"
 
@@ -36,14 +37,23 @@ gc::SlotTable slots_of(const py::dict& d, const std::string& key) {
   return {reinterpret_cast<const gc::Slot*>(a.data()), (uint64_t)(a.size() / 2) - 1};
 }
 
-gc::Automaton automaton_of(const py::dict& d, const std::string& p) {
-  gc::Automaton a{};
-  auto cfail = d[(p + "_cfail").c_str()].cast<Strict<int32_t>>();
-  a.n_nodes = (int32_t)cfail.size();
+gc::Trie trie_of(const py::dict& d, const std::string& p) {
+  gc::Trie a{};
+  a.n_nodes = (int32_t)d[(p + "_n_nodes").c_str()].cast<int64_t>();
   a.n_symbols = (int32_t)d[(p + "_n_symbols").c_str()].cast<int64_t>();
   a.edges = slots_of(d, p + "_edge_slots");
-  a.cfail = cfail.data();
   a.out_lists = data_of<int32_t>(d, p + "_out_lists");
+  return a;
+}
+
+gc::Automaton automaton_of(const py::dict& d, const std::string& p) {
+  const gc::Trie trie = trie_of(d, p);
+  gc::Automaton a{};
+  a.n_nodes = trie.n_nodes;
+  a.n_symbols = trie.n_symbols;
+  a.edges = trie.edges;
+  a.cfail = data_of<int32_t>(d, p + "_cfail");
+  a.out_lists = trie.out_lists;
   return a;
 }
 
@@ -51,7 +61,7 @@ gc::Automaton automaton_of(const py::dict& d, const std::string& p) {
 // them so); the caller keeps it alive while the pointers are used.
 gc::Tables tables_of(const py::dict& d) {
   gc::Tables t{};
-  t.tok = automaton_of(d, "tok");
+  t.tok = trie_of(d, "tok");
   t.vocab.table = slots_of(d, "vocab_slots");
   t.vocab.offsets = data_of<int64_t>(d, "vocab_offsets");
   t.vocab.bytes = data_of<uint8_t>(d, "vocab_bytes");
@@ -82,28 +92,38 @@ struct PushBack {
   void operator()(int32_t id) const { out->push_back(id); }
 };
 
+// The per-row walk, as a GPU thread runs it (tests compare it with the batches).
+template <class Offset>
+void match_rows_one_by_one(const gc::Tables& t, const gc::StringColumn<Offset>& col, const uint8_t* limit,
+                           int64_t begin, int64_t end, std::vector<int32_t>& out, int64_t* counts) {
+  PushBack emit{&out};
+  for (int64_t i = begin; i < end; ++i) {
+    const size_t first = out.size();
+    if (gc::row_is_valid(col, i)) {
+      const int64_t a = col.offsets[col.offset + i], b = col.offsets[col.offset + i + 1];
+      gc::match_text(t, col.bytes + a, b - a, emit, limit);
+    }
+    const int64_t m = gc::sort_unique(out.data() + first, (int64_t)(out.size() - first));
+    out.resize(first + m);
+    counts[i - begin] = m;
+  }
+}
+
 // `limit` is the end of the column's byte buffer: the walk may load 8 or 64
 // bytes at once where they stay below it.
 template <class Offset>
 py::tuple match_column(const gc::Tables& t, const gc::StringColumn<Offset>& col, const uint8_t* limit,
-                       int64_t n_rows, int threads) {
+                       int64_t n_rows, int threads, bool per_row) {
   const int64_t n_chunks = (n_rows + kChunkRows - 1) / kChunkRows;
   std::vector<std::vector<int32_t>> ids(n_chunks);
   std::vector<int64_t> counts(n_rows);
   {
     py::gil_scoped_release nogil;
     parallel_chunks(n_rows, kChunkRows, threads, [&](int64_t begin, int64_t end, int64_t c) {
-      std::vector<int32_t>& out = ids[c];
-      PushBack emit{&out};
-      for (int64_t i = begin; i < end; ++i) {
-        const size_t first = out.size();
-        if (gc::row_is_valid(col, i)) {
-          const int64_t a = col.offsets[col.offset + i], b = col.offsets[col.offset + i + 1];
-          gc::match_text(t, col.bytes + a, b - a, emit, limit);
-        }
-        const int64_t m = gc::sort_unique(out.data() + first, (int64_t)(out.size() - first));
-        out.resize(first + m);
-        counts[i] = m;
+      if (per_row) {
+        match_rows_one_by_one(t, col, limit, begin, end, ids[c], counts.data() + begin);
+      } else {
+        gc::BatchWalker(t).match_rows(col, limit, begin, end, ids[c], counts.data() + begin);
       }
     });
   }
@@ -121,7 +141,7 @@ py::tuple match_column(const gc::Tables& t, const gc::StringColumn<Offset>& col,
 }
 
 py::tuple match(const py::dict& tables, Array<uint8_t> bytes, py::array offsets, py::object validity,
-                int64_t offset, int64_t n_rows, int threads) {
+                int64_t offset, int64_t n_rows, int threads, bool per_row) {
   const gc::Tables t = tables_of(tables);
   const uint8_t* limit = bytes.data() + bytes.size();  // 8-byte loads stay inside the buffer
   const uint8_t* valid = nullptr;
@@ -132,11 +152,13 @@ py::tuple match(const py::dict& tables, Array<uint8_t> bytes, py::array offsets,
   }
   if (offsets.dtype().is(py::dtype::of<int32_t>())) {
     auto o = offsets.cast<Array<int32_t>>();
-    return match_column(t, gc::StringColumn<int32_t>{bytes.data(), o.data(), valid, offset}, limit, n_rows, threads);
+    return match_column(t, gc::StringColumn<int32_t>{bytes.data(), o.data(), valid, offset}, limit, n_rows, threads,
+                        per_row);
   }
   if (offsets.dtype().is(py::dtype::of<int64_t>())) {
     auto o = offsets.cast<Array<int64_t>>();
-    return match_column(t, gc::StringColumn<int64_t>{bytes.data(), o.data(), valid, offset}, limit, n_rows, threads);
+    return match_column(t, gc::StringColumn<int64_t>{bytes.data(), o.data(), valid, offset}, limit, n_rows, threads,
+                        per_row);
   }
   throw std::invalid_argument("offsets must be int32 or int64");
 }
@@ -265,8 +287,10 @@ Array<double> uniforms(uint64_t seed, Array<uint64_t> uid_keys, Array<int32_t> e
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "Host build of gpu_curate's kernels/ (the CPU engine).";
-  m.def("match", &match, "CSR match sets of an Arrow string column.", py::arg("tables"), py::arg("bytes"),
-        py::arg("offsets"), py::arg("validity"), py::arg("offset"), py::arg("n_rows"), py::arg("threads"));
+  m.def("match", &match,
+        "CSR match sets of an Arrow string column; per_row: the GPU's per-row walk instead of row batches.",
+        py::arg("tables"), py::arg("bytes"), py::arg("offsets"), py::arg("validity"), py::arg("offset"),
+        py::arg("n_rows"), py::arg("threads"), py::arg("per_row") = false);
   m.def("hash_slices", &hash_slices, "hash_bytes of byte slices.");
   m.def("token_keys", &token_keys, "Vocabulary keys (gc::token_key) of byte slices.");
   m.def("find_keys", &find_keys, "Positions of keys in a build_table layout (-1: absent).");

@@ -22,17 +22,21 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def match_cpu(arr: pa.Array, automaton: Automaton, threads: int | None = None) -> MatchResult:
-    """The CPU engine: kernels/walk.cuh compiled for the host, over Arrow buffers."""
+def match_cpu(arr: pa.Array, automaton: Automaton, threads: int | None = None, per_row: bool = False) -> MatchResult:
+    """The CPU engine: kernels/walk.cuh compiled for the host, over Arrow buffers.
+
+    Rows are walked in batches (gpu_curate/host_walk.h); per_row=True runs
+    the per-row walk a GPU thread runs instead (slower: tests compare the two).
+    """
     if isinstance(arr, pa.ChunkedArray):
-        return MatchResult.concat([match_cpu(c, automaton, threads) for c in arr.chunks])
+        return MatchResult.concat([match_cpu(c, automaton, threads, per_row) for c in arr.chunks])
     validity, offsets, data = arr.buffers()
     wide = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
     offsets = np.frombuffer(offsets, dtype=np.int64 if wide else np.int32) if offsets else np.zeros(1, np.int32)
     data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
     validity = np.frombuffer(validity, dtype=np.uint8) if validity is not None and arr.null_count else None
     offs, ids = _core.match(
-        automaton.tables, data, offsets, validity, arr.offset, len(arr), threads or default_threads()
+        automaton.tables, data, offsets, validity, arr.offset, len(arr), threads or default_threads(), per_row
     )
     return MatchResult(offs, ids)
 
