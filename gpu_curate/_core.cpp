@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "host_walk.h"
@@ -193,7 +194,10 @@ Array<uint64_t> token_keys(Array<uint8_t> bytes, Array<int64_t> offsets) {
 
 // Lays keys out in an open-addressing table of 2^log2_slots slots; slot
 // values are the keys' positions. Sequential on purpose: the placement must
-// be exactly what kernels/walk.cuh probes (linear probing from gc::slot_of).
+// be exactly what kernels/walk.cuh probes (linear probing from gc::slot_of,
+// ordered: a key takes the first slot on its path that is empty or holds a
+// larger key, which moves on along its own path; the result does not depend
+// on the insertion order).
 py::tuple build_table(Array<uint64_t> keys, int log2_slots) {
   const uint64_t n_slots = 1ULL << log2_slots, mask = n_slots - 1;
   if ((uint64_t)keys.size() >= n_slots) throw std::invalid_argument("hash table too small");
@@ -208,10 +212,19 @@ py::tuple build_table(Array<uint64_t> keys, int log2_slots) {
     std::fill(sk, sk + n_slots, 0);
     std::fill(sv, sv + n_slots, -1);
     for (int64_t i = 0; i < n; ++i) {
-      uint64_t s = gc::slot_of(k[i], mask);
-      while (sv[s] >= 0) s = (s + 1) & mask;
-      sk[s] = k[i];
-      sv[s] = (int32_t)i;
+      uint64_t key = k[i];
+      int32_t pos = (int32_t)i;
+      for (uint64_t s = gc::slot_of(key, mask);; s = (s + 1) & mask) {
+        if (sv[s] < 0) {
+          sk[s] = key;
+          sv[s] = pos;
+          break;
+        }
+        if (sk[s] > key) {
+          std::swap(sk[s], key);
+          std::swap(sv[s], pos);
+        }
+      }
     }
   }
   return py::make_tuple(slot_keys, slot_vals);
@@ -230,8 +243,8 @@ Array<int64_t> find_keys(Array<uint64_t> slot_keys, Array<int32_t> slot_vals, Ar
     py::gil_scoped_release nogil;
     for (int64_t i = 0; i < n; ++i) {
       uint64_t s = gc::slot_of(q[i], mask);
-      while (sv[s] >= 0 && sk[s] != q[i]) s = (s + 1) & mask;
-      o[i] = sv[s];
+      while (sv[s] >= 0 && sk[s] < q[i]) s = (s + 1) & mask;
+      o[i] = sv[s] >= 0 && sk[s] == q[i] ? sv[s] : -1;
     }
   }
   return out;

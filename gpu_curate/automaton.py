@@ -29,7 +29,7 @@ from .storage import write_atomic
 from .metadata import Metadata
 from .texts import string_buffers
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 AUTOMATA = ("tok", "byte")
 
 

@@ -204,7 +204,7 @@ class BatchWalker {
     }
   }
 
-  // Phase 1 for one row.
+  // Phase 1 for one row: the tokens of walk.cuh's scanner (SPEC section 2).
   void tokenize(const uint8_t* s, int64_t n, const uint8_t* limit, int32_t row) {
     const int64_t most = n_tok_ + 2 * n + 2;  // every byte a wrapped mark: 2n + 1 tokens
     reserve(key_, most);
@@ -214,19 +214,33 @@ class BatchWalker {
     reserve(row_, most + 1);
     TokenScanner sc;
     scanner_init(sc, s, n, limit);
-    Token tok;
-    int64_t k = n_tok_;
-    while (next_token(sc, tok)) {
-      const uint64_t home = slot_of(tok.key, t_.vocab.table.mask);
-      prefetch_probe(t_.vocab.table.slots + home);
-      key_[k] = tok.key;
-      home_[k] = home;
-      ptr_[k] = tok.p;
-      len_[k] = (int32_t)tok.n;
-      row_[k] = row;
-      ++k;
+#ifdef GC_HOST_SIMD
+    // A token ends at every delimiter and at the text's end (block_bits marks
+    // both); a wrapped mark is a token of its own.
+    for (int64_t block = 0, start = 0;; block += 64) {
+      for (uint64_t bits = block_bits(sc, block); bits; bits &= bits - 1) {
+        const int64_t i = block + __builtin_ctzll(bits);
+        add_token(s + start, i - start, limit, row);
+        if (i == n) return;
+        if (is_wrapped_punct(s[i])) add_token(s + i, 1, limit, row);
+        start = i + 1;
+      }
     }
-    n_tok_ = k;
+#else
+    for (Token tok; next_token(sc, tok);) add_token(tok.p, tok.n, limit, row);
+#endif
+  }
+
+  void add_token(const uint8_t* p, int64_t n, const uint8_t* limit, int32_t row) {
+    const uint64_t key = token_key_at(p, n, limit);
+    const uint64_t home = slot_of(key, t_.vocab.table.mask);
+    prefetch_probe(t_.vocab.table.slots + home);
+    const int64_t k = n_tok_++;
+    key_[k] = key;
+    home_[k] = home;
+    ptr_[k] = p;
+    len_[k] = (int32_t)n;
+    row_[k] = row;
   }
 
   // A step from `node` (a node with children) on token k, if the token is

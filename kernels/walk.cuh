@@ -116,11 +116,12 @@ GC_HD void emit_out(const int32_t* out_lists, int32_t code, Emit& emit) {
 
 GC_HD uint64_t edge_key(uint32_t node, uint32_t symbol) { return ((uint64_t)node << 32) | symbol; }
 
-// The slot holding `key` in a table probed linearly from `home`, or nullptr.
+// The slot holding `key` in a table probed from `home`, or nullptr: an
+// empty slot or a larger key ends the search (ordered tables: common.cuh).
 GC_HD const Slot* probe(const SlotTable& t, uint64_t home, uint64_t key) {
   for (uint64_t s = home;; s = (s + 1) & t.mask) {
     const Slot* e = t.slots + s;
-    if (e->target == 0) return nullptr;
+    if (e->target == 0 || e->key > key) return nullptr;
     if (e->key == key) return e;
   }
 }
@@ -158,8 +159,8 @@ GC_HD bool vocab_is(const Vocab& v, uint32_t sym, const uint8_t* p, int64_t n) {
 GC_HD const Slot* vocab_find_from(const Vocab& v, uint64_t home, uint64_t key, const uint8_t* p, int64_t n) {
   for (uint64_t s = home;; s = (s + 1) & v.table.mask) {
     const Slot* e = v.table.slots + s;
-    if (e->target == 0) return nullptr;
-    if (e->key != key) continue;
+    if (e->target == 0 || e->key > key) return nullptr;
+    if (e->key != key) continue;  // smaller, or equal: a long token's hash shared by another
     if (n < 8 || vocab_is(v, symbol_of(*e), p, n)) return e;  // short keys are exact
   }
 }
