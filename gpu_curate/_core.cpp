@@ -124,7 +124,7 @@ py::tuple match_column(const gc::Tables& t, const gc::StringColumn<Offset>& col,
       if (per_row) {
         match_rows_one_by_one(t, col, limit, begin, end, ids[c], counts.data() + begin);
       } else {
-        gc::BatchWalker(t).match_rows(col, limit, begin, end, ids[c], counts.data() + begin);
+        gc::BatchWalker(t, limit).match_rows(col, begin, end, ids[c], counts.data() + begin);
       }
     });
   }

@@ -16,12 +16,19 @@
 //      one level deeper starts where that child has children and the next
 //      token of the row is in the vocabulary (its edge slot is prefetched);
 //   3. advance all those walks by one edge, level after level, until none
-//      is left.
+//      is left;
+//   4. verify the tokens of 8 bytes or more: their keys are hashes, so phase
+//      2 matched them by key alone and prefetched what the byte comparison
+//      needs, which would otherwise put two dependent loads into every such
+//      look-up. A row with a token that fails (a 64-bit hash collision with
+//      a vocabulary token: it takes a crafted text) is walked again alone,
+//      exactly as match_tokens does.
 // Each phase adds the entry ids it finds to their row's slots; a sort and
 // dedup per row gives the row's sorted unique ids.
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "walk.cuh"
@@ -109,10 +116,11 @@ GC_SORT_CLONES static int64_t sorted_unique(const int32_t* src, int64_t n, int32
   return std::unique(dst, dst + n) - dst;
 }
 
-// Host prefetch; linear probing from a home slot often runs into the next line.
+// Host prefetch of a probe's first slot, and of the next cache line when
+// the slot is the last of its line (ordered probes are short: mostly 1-2 slots).
 inline void prefetch_probe(const Slot* p) {
   __builtin_prefetch(p);
-  __builtin_prefetch(reinterpret_cast<const char*>(p) + 64);
+  if ((reinterpret_cast<uintptr_t>(p + 1) & 63) == 0) __builtin_prefetch(p + 1);
 }
 
 class BatchWalker {
@@ -129,13 +137,14 @@ class BatchWalker {
   // bounded whatever the text length.
   static constexpr int64_t kMaxRowBytes = 1 << 16;
 
-  explicit BatchWalker(const Tables& t) : t_(t), row_ids_(kBatchRows * kRowSlots), row_n_(kBatchRows) {}
+  BatchWalker(const Tables& t, const uint8_t* limit)
+      : t_(t), limit_(limit), row_text_(kBatchRows), row_ids_(kBatchRows * kRowSlots), row_n_(kBatchRows) {}
 
   // Matches rows [begin, end) of `col` and appends each row's sorted unique
   // ids to `ids`, their number to counts[row - begin].
   template <class Offset>
-  void match_rows(const StringColumn<Offset>& col, const uint8_t* limit, int64_t begin, int64_t end,
-                  std::vector<int32_t>& ids, int64_t* counts) {
+  void match_rows(const StringColumn<Offset>& col, int64_t begin, int64_t end, std::vector<int32_t>& ids,
+                  int64_t* counts) {
     for (int64_t r = begin; r < end;) {
       n_tok_ = 0;
       std::fill(row_n_.begin(), row_n_.end(), 0);
@@ -146,11 +155,11 @@ class BatchWalker {
         const int64_t a = col.offsets[col.offset + stop], b = col.offsets[col.offset + stop + 1];
         const int32_t row = (int32_t)(stop - r);
         if (t_.tok.n_nodes == 0) continue;
+        row_text_[row] = {col.bytes + a, b - a};
         if (b - a > kMaxRowBytes) {
-          Pairs emit{this, row};
-          match_tokens(t_, col.bytes + a, b - a, limit, emit);
+          walk_alone(row);
         } else {
-          tokenize(col.bytes + a, b - a, limit, row);
+          tokenize(col.bytes + a, b - a, row);
         }
       }
       walk_batch();
@@ -204,8 +213,18 @@ class BatchWalker {
     }
   }
 
+  // The per-row walk of one row of the batch, its ids so far dropped.
+  void walk_alone(int32_t row) {
+    row_n_[row] = 0;
+    spill_.erase(std::remove_if(spill_.begin(), spill_.end(), [row](const auto& p) { return p.first == row; }),
+                 spill_.end());
+    Pairs emit{this, row};
+    match_tokens(t_, row_text_[row].s, row_text_[row].n, limit_, emit);
+  }
+
   // Phase 1 for one row: the tokens of walk.cuh's scanner (SPEC section 2).
-  void tokenize(const uint8_t* s, int64_t n, const uint8_t* limit, int32_t row) {
+  void tokenize(const uint8_t* s, int64_t n, int32_t row) {
+    const uint8_t* limit = limit_;
     const int64_t most = n_tok_ + 2 * n + 2;  // every byte a wrapped mark: 2n + 1 tokens
     reserve(key_, most);
     reserve(home_, most);
@@ -220,19 +239,19 @@ class BatchWalker {
     for (int64_t block = 0, start = 0;; block += 64) {
       for (uint64_t bits = block_bits(sc, block); bits; bits &= bits - 1) {
         const int64_t i = block + __builtin_ctzll(bits);
-        add_token(s + start, i - start, limit, row);
+        add_token(s + start, i - start, row);
         if (i == n) return;
-        if (is_wrapped_punct(s[i])) add_token(s + i, 1, limit, row);
+        if (is_wrapped_punct(s[i])) add_token(s + i, 1, row);
         start = i + 1;
       }
     }
 #else
-    for (Token tok; next_token(sc, tok);) add_token(tok.p, tok.n, limit, row);
+    for (Token tok; next_token(sc, tok);) add_token(tok.p, tok.n, row);
 #endif
   }
 
-  void add_token(const uint8_t* p, int64_t n, const uint8_t* limit, int32_t row) {
-    const uint64_t key = token_key_at(p, n, limit);
+  void add_token(const uint8_t* p, int64_t n, int32_t row) {
+    const uint64_t key = token_key_at(p, n, limit_);
     const uint64_t home = slot_of(key, t_.vocab.table.mask);
     prefetch_probe(t_.vocab.table.slots + home);
     const int64_t k = n_tok_++;
@@ -253,7 +272,7 @@ class BatchWalker {
     steps[n_steps++] = {key, home, k};
   }
 
-  // Phases 2 and 3.
+  // Phases 2 to 4.
   void walk_batch() {
     const int64_t n = n_tok_;
     if (n == 0) return;
@@ -263,10 +282,15 @@ class BatchWalker {
     reserve(steps_, n);
     reserve(next_steps_, n);
     size_t n_steps = 0;
+    verify_.clear();
     for (int64_t k = 0; k < n; ++k) {
-      const Slot* v = vocab_find_from(t_.vocab, home_[k], key_[k], ptr_[k], len_[k]);
+      const Slot* v = probe(t_.vocab.table, home_[k], key_[k]);
       target_[k] = v ? v->target : 0;
       if (!v) continue;
+      if (len_[k] >= 8) {  // a hash key: verified in phase 4
+        verify_.push_back(k);
+        __builtin_prefetch(t_.vocab.offsets + symbol_of(*v));
+      }
       add_out(row_[k], v->out);
       if (k > 0 && (target_[k - 1] & kHasChildren)) step_from(target_[k - 1], k, steps_, n_steps);
     }
@@ -282,6 +306,29 @@ class BatchWalker {
       steps_.swap(next_steps_);
       n_steps = n_next;
     }
+    verify_long_tokens();
+  }
+
+  // Phase 4: each long token's bytes against its vocabulary symbol's.
+  void verify_long_tokens() {
+    bad_rows_.clear();
+    at_.resize(verify_.size());
+    for (size_t i = 0; i < verify_.size(); ++i) {
+      const int64_t k = verify_[i], sym = (target_[k] & kNodeMask) - 1;
+      at_[i] = t_.vocab.offsets[sym];
+      if (t_.vocab.offsets[sym + 1] - at_[i] != len_[k]) {
+        at_[i] = -1;
+      } else {
+        __builtin_prefetch(t_.vocab.bytes + at_[i]);
+      }
+    }
+    for (size_t i = 0; i < verify_.size(); ++i) {
+      const int64_t k = verify_[i];
+      if (at_[i] < 0 || std::memcmp(t_.vocab.bytes + at_[i], ptr_[k], len_[k]) != 0) {
+        if (bad_rows_.empty() || bad_rows_.back() != row_[k]) bad_rows_.push_back(row_[k]);
+      }
+    }
+    for (int32_t row : bad_rows_) walk_alone(row);
   }
 
   // Each row's ids sorted, deduplicated and appended to `ids`.
@@ -307,6 +354,12 @@ class BatchWalker {
   }
 
   const Tables& t_;
+  const uint8_t* limit_;  // end of the column's bytes: wide loads stay below it
+  struct Text {
+    const uint8_t* s;
+    int64_t n;
+  };
+  std::vector<Text> row_text_;
   // Per token of the batch (phase 1), and its root child's target word (phase 2).
   int64_t n_tok_ = 0;
   std::vector<uint64_t> key_, home_;
@@ -314,6 +367,9 @@ class BatchWalker {
   std::vector<int32_t> len_, row_;
   std::vector<uint32_t> target_;
   std::vector<Step> steps_, next_steps_;
+  // Phase 4: tokens to verify, where their vocabulary bytes start, rows to walk again.
+  std::vector<int64_t> verify_, at_;
+  std::vector<int32_t> bad_rows_;
   // Per row of the batch: its first kRowSlots ids, how many it has, the rest.
   std::vector<int32_t> row_ids_, row_n_;
   std::vector<std::pair<int32_t, int32_t>> spill_;

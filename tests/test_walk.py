@@ -104,3 +104,26 @@ VOCAB = ["a", "b", "ab", "", "c,", "d."]
 def test_random_batches_equal_per_row_walk_and_oracle(entries, rows):
     entries = [e for e in entries if e.strip()] or ["a"]
     check(entries, rows)
+
+
+def test_long_token_that_fails_verification_is_walked_again():
+    # Tokens of 8+ bytes are looked up by a 64-bit hash and verified against
+    # the vocabulary's bytes after the walk. A failure takes a hash collision,
+    # which no test can craft; so change the vocabulary's copy of a long
+    # token instead: its key still matches the text's, its bytes no longer do,
+    # and the exact answer (per-row walk) is that the token is in no entry.
+    entries = ["elephants", "two elephants", "giraffe", "two"]
+    automaton = Automaton.build(gc.Metadata(entries))
+    texts = ["two elephants and a giraffe", "elephants", "two giraffes", None, "giraffe"] * 40
+    arr = pa.array(texts, pa.large_string())
+    assert match_cpu(arr, automaton).to_lists()[:3] == [[0, 1, 2, 3], [0], [3]]
+    tables = dict(automaton.tables)
+    vocab_bytes, offsets = tables["vocab_bytes"].copy(), tables["vocab_offsets"]
+    token = bytes(vocab_bytes).find(b"elephants")
+    assert token >= 0 and token in offsets.tolist()
+    vocab_bytes[token + 8] = ord("z")  # "elephantz"
+    tables["vocab_bytes"] = vocab_bytes
+    corrupted = Automaton(tables)
+    batched = match_cpu(arr, corrupted, threads=1)
+    assert batched.to_lists() == match_cpu(arr, corrupted, threads=1, per_row=True).to_lists()
+    assert batched.to_lists()[:5] == [[2, 3], [], [3], [], [2]]
