@@ -116,11 +116,11 @@ GC_SORT_CLONES static int64_t sorted_unique(const int32_t* src, int64_t n, int32
   return std::unique(dst, dst + n) - dst;
 }
 
-// Host prefetch of a probe's first slot, and of the next cache line when
-// the slot is the last of its line (ordered probes are short: mostly 1-2 slots).
+// Host prefetch of a probe's first two slots (ordered probes are short:
+// mostly 1-2 slots), the second line fetched only when the run crosses it.
 inline void prefetch_probe(const Slot* p) {
   __builtin_prefetch(p);
-  if ((reinterpret_cast<uintptr_t>(p + 1) & 63) == 0) __builtin_prefetch(p + 1);
+  __builtin_prefetch(p + 1);
 }
 
 class BatchWalker {
