@@ -295,13 +295,21 @@ GC_HD bool next_token(TokenScanner& sc, Token& tok) {
 
 // The walk from one token down the trie: the entries that start with the
 // token whose root child is `first` and go on with the tokens after it
-// (`ahead` is the scanner positioned after that token).
+// (`ahead` is the scanner positioned after that token). The vocabulary slot
+// of the next token, when the walk looked it up, goes to *next (else
+// `next_known` stays false), so that the walk from that token need not look
+// it up again.
 template <class Emit>
-GC_HD void walk_from(const Tables& t, const Slot& first, TokenScanner ahead, Emit& emit) {
+GC_HD void walk_from(const Tables& t, const Slot& first, TokenScanner ahead, Emit& emit, const Slot** next,
+                     bool* next_known) {
   emit_out(t.tok.out_lists, first.out, emit);
   Token tok;
   for (uint32_t node = first.target; (node & kHasChildren) && next_token(ahead, tok);) {
     const Slot* v = vocab_find(t.vocab, tok.key, tok.p, tok.n);
+    if (!*next_known) {
+      *next = v;
+      *next_known = true;
+    }
     if (!v) return;
     const uint64_t key = edge_key(node & kNodeMask, symbol_of(*v));
     const Slot* e = probe(t.tok.edges, slot_of(key, t.tok.edges.mask), key);
@@ -318,9 +326,12 @@ GC_HD void match_tokens(const Tables& t, const uint8_t* s, int64_t n, const uint
   TokenScanner sc;
   scanner_init(sc, s, n, limit);
   Token tok;
+  const Slot* next = nullptr;
+  bool next_known = false;
   while (next_token(sc, tok)) {
-    const Slot* v = vocab_find(t.vocab, tok.key, tok.p, tok.n);
-    if (v) walk_from(t, *v, sc, emit);
+    const Slot* v = next_known ? next : vocab_find(t.vocab, tok.key, tok.p, tok.n);
+    next_known = false;
+    if (v) walk_from(t, *v, sc, emit, &next, &next_known);
   }
 }
 
