@@ -58,7 +58,7 @@ inline int64_t rank_sort_lanes(const int32_t* src, int64_t n, int32_t* dst) {
   Lanes x[V], r[V];
   for (int v = 0; v < V; ++v) {
     __builtin_memcpy(&x[v], in + 8 * v, sizeof(Lanes));
-    r[v] = Lanes{} ;
+    r[v] = Lanes{};
   }
   for (int64_t j = 0; j < n; ++j) {
     const Lanes y = Lanes{} + src[j];

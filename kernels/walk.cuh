@@ -154,19 +154,16 @@ GC_HD bool vocab_is(const Vocab& v, uint32_t sym, const uint8_t* p, int64_t n) {
   return true;
 }
 
-// Vocabulary slot of a token whose key's probe starts at `home`, or nullptr
-// when no padded entry contains the token.
-GC_HD const Slot* vocab_find_from(const Vocab& v, uint64_t home, uint64_t key, const uint8_t* p, int64_t n) {
-  for (uint64_t s = home;; s = (s + 1) & v.table.mask) {
+// Vocabulary slot of a token (key: token_key), or nullptr when no padded
+// entry contains the token.
+GC_HD const Slot* vocab_find(const Vocab& v, uint64_t key, const uint8_t* p, int64_t n) {
+  for (uint64_t s = slot_of(key, v.table.mask);; s = (s + 1) & v.table.mask) {
     const Slot* e = v.table.slots + s;
     if (e->target == 0 || e->key > key) return nullptr;
-    if (e->key != key) continue;  // smaller, or equal: a long token's hash shared by another
-    if (n < 8 || vocab_is(v, symbol_of(*e), p, n)) return e;  // short keys are exact
+    if (e->key != key) continue;  // a smaller key
+    // Short keys are exact; a long token's equal hash may be another token's.
+    if (n < 8 || vocab_is(v, symbol_of(*e), p, n)) return e;
   }
-}
-
-GC_HD const Slot* vocab_find(const Vocab& v, uint64_t key, const uint8_t* p, int64_t n) {
-  return vocab_find_from(v, slot_of(key, v.table.mask), key, p, n);
 }
 
 // token_key with a host fast path: one unaligned 8-byte load when the
