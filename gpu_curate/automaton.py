@@ -92,7 +92,7 @@ class Automaton:
 
 
 # -- hash tables ----------------------------------------------------------------
-MAX_LOAD = 0.7  # measured: 0.5 is no faster and takes 1.5x the memory
+MAX_LOAD = 0.7  # measured (benchmarks/RESULTS.md): lower loads save little time for up to 2x the memory
 
 
 def _layout(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
