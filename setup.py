@@ -28,7 +28,7 @@ setup(
             "gpu_curate._core",
             ["gpu_curate/_core.cpp"],
             include_dirs=["kernels"],
-            depends=HEADERS,
+            depends=[*HEADERS, "gpu_curate/host_walk.h"],
             cxx_std=17,
             extra_compile_args=["-O3"],
         ),

@@ -1,24 +1,31 @@
 """Matching throughput: gpu_curate's CPU engine against MetaCLIP's matching loop.
 
-    python benchmarks/bench_match.py                      # 1M texts, seed 0, en_500k.json
-    python benchmarks/bench_match.py --texts 2000000 --json results.jsonl
+    python benchmarks/bench_match.py                      # 1M texts, seed 0, both cases
+    python benchmarks/bench_match.py --texts 2000000 --cases sparse --json results.jsonl
 
 One process, one data set: the English pools of ../shared/data (COCO
 captions, LAION-style alt-text, CC3M captions) resampled with replacement to
---texts texts (--seed), matched against --metadata (MetaCLIP 1 padding).
+--texts texts (--seed), matched (MetaCLIP 1 padding) in two cases:
+  * sparse: --metadata as it is (en_500k.json: words, bigrams, WordNet);
+  * dense: the same entries plus the pool's own word 2- and 3-grams, most
+    frequent first (--dense-ngrams of them; default all), the nested
+    multi-word entries that Wikipedia bigrams and titles bring to real
+    metadata: about twice the (text, entry) pairs per text.
 
 The baseline is MetaCLIP's loop, rewritten here: its spacing (wrap
 ,.;:?!` in spaces, turn TAB/LF/CR into spaces, pad with one space), then
-pyahocorasick's iter over an automaton of " entry " keys, collected in a set
-per text. It runs single-threaded, as in MetaCLIP (which scales out with
+pyahocorasick's iter over an automaton of " entry " keys with integer
+values (STORE_INTS: the fastest form of the loop), the ids collected in a
+set per text. It runs single-threaded, as in MetaCLIP (which scales out with
 processes), and again on all CPUs with a fork pool. Python's cyclic GC is
 off during every timed run (it would slow the baseline down as results pile
-up, by over 1.5x at 1M texts). gpu_curate reads the
-texts as an Arrow large_string column (its native input; the list -> Arrow
-conversion is timed separately) and runs on 1 thread and on all CPUs.
+up, by over 1.5x at 1M texts). gpu_curate reads the texts as an Arrow
+large_string column (its native input; the list -> Arrow conversion is timed
+separately) and runs on 1 thread and on all CPUs.
 
 The benchmark checks itself: every engine's match sets must equal the
-baseline's, or it exits with status 1 before printing any ratio.
+baseline's, or it exits with status 1 after printing the table (the exact
+column says which row differs).
 """
 
 from __future__ import annotations
@@ -54,12 +61,13 @@ def metaclip_spacing(text: str) -> str:
 
 
 def aho_automaton(md: gc.Metadata):
-    """pyahocorasick over " entry " keys, each mapped to its entry id, as
-    MetaCLIP builds it (a duplicated entry keeps its first id here; the
-    others are added back when the answers are compared)."""
+    """pyahocorasick over " entry " keys, each mapped to its entry id (an
+    integer value, STORE_INTS), as MetaCLIP builds it (a duplicated entry
+    keeps its first id here; the others are added back when the answers are
+    compared)."""
     import ahocorasick
 
-    automaton = ahocorasick.Automaton()
+    automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
     for i, entry in enumerate(md.entries.to_pylist()):
         key = f" {entry} "
         if key not in automaton:
@@ -136,16 +144,74 @@ def best_of(repeats: int, fn):
     return min(times), times, result
 
 
+def dense_metadata(md: gc.Metadata, n_grams: int | None) -> gc.Metadata:
+    """`md` plus the pool's most frequent word 2- and 3-grams that are not entries yet."""
+    have = set(md.entries.to_pylist())
+    grams = [g for g in common.pool_ngrams(common.english_pool()) if g not in have][:n_grams]
+    return gc.Metadata(md.entries.to_pylist() + grams, padding=md.padding)
+
+
+def run_case(case: str, md: gc.Metadata, texts: list[str], column: pa.Array, args, n_cpus: int) -> dict:
+    """Every engine on one metadata list; their rows and whether all were exact."""
+    t_build, _, automaton = best_of(1, lambda: Automaton.build(md))
+    t_aho_build, _, aho = best_of(1, lambda: aho_automaton(md))
+    print(
+        f"# {case}: {len(md):,} entries; build: gpu_curate {t_build:.2f} s ({automaton}), pyahocorasick {t_aho_build:.2f} s"
+    )
+
+    t_base, base_runs, base_sets = best_of(args.baseline_repeats, lambda: metaclip_match(texts, aho))
+    duplicates = duplicate_ids(md)
+    ref_offsets, ref_ids = as_csr(base_sets, duplicates)
+    del base_sets
+    rows = [("MetaCLIP loop (pyahocorasick)", 1, t_base, base_runs, ref_offsets[-1], True)]
+    if not args.no_pool and n_cpus > 1:
+        t_pool, pool_runs, pool_sets = best_of(1, lambda: metaclip_match_pool(texts, aho, n_cpus))
+        pool_offsets, pool_ids = as_csr(pool_sets, duplicates)
+        del pool_sets
+        ok = np.array_equal(pool_offsets, ref_offsets) and np.array_equal(pool_ids, ref_ids)
+        rows.append(("MetaCLIP loop, fork pool", n_cpus, t_pool, pool_runs, pool_offsets[-1], ok))
+    for threads in sorted({1, n_cpus}):
+        t, runs, res = best_of(args.repeats, lambda threads=threads: match_cpu(column, automaton, threads))
+        ok = np.array_equal(res.offsets, ref_offsets) and np.array_equal(res.entry_ids, ref_ids)
+        rows.append(("gpu_curate CPU engine", threads, t, runs, res.offsets[-1], ok))
+        del res
+    return {
+        "case": case,
+        "entries": len(md),
+        "pairs": int(ref_offsets[-1]),
+        "build_s": t_build,
+        "aho_build_s": t_aho_build,
+        "rows": [
+            {
+                "engine": name,
+                "threads": threads,
+                "best_s": t,
+                "runs_s": runs,
+                "texts_per_s": len(texts) / t,
+                "pairs_per_text": int(pairs) / len(texts),
+                "ratio": t_base / t,
+                "exact": ok,
+            }
+            for name, threads, t, runs, pairs, ok in rows
+        ],
+    }
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--texts", type=int, default=1_000_000, help="number of texts (default 1,000,000)")
     ap.add_argument("--seed", type=int, default=0, help="resampling seed (default 0)")
     ap.add_argument("--metadata", default=str(common.DATA / "metadata" / "en_500k.json"))
+    ap.add_argument("--cases", default="sparse,dense", help="comma-separated: sparse, dense (default both)")
+    ap.add_argument("--dense-ngrams", type=int, help="n-grams added in the dense case (default: all of them)")
     ap.add_argument("--repeats", type=int, default=3, help="gpu_curate runs per setting; the best counts")
     ap.add_argument("--baseline-repeats", type=int, default=1, help="baseline runs; the best counts")
     ap.add_argument("--no-pool", action="store_true", help="skip the all-CPU baseline (fork pool)")
     ap.add_argument("--json", help="append the result as one JSON line to this file")
     args = ap.parse_args(argv)
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    if not cases or set(cases) - {"sparse", "dense"}:
+        ap.error(f"--cases takes sparse and/or dense, not {args.cases!r}")
 
     info = common.machine_info()
     common.print_machine(info)
@@ -158,59 +224,28 @@ def main(argv=None) -> int:
         f"# {len(texts):,} texts ({mb:.1f} MB UTF-8, {n_bytes / len(texts):.1f} B/text), "
         f"English pools resampled with seed {args.seed}; metadata {Path(args.metadata).name}"
     )
+    t_arrow, _, column = best_of(1, lambda: pa.array(texts, pa.large_string()))
+    print(f"# list -> Arrow conversion {t_arrow:.2f} s (not in gpu_curate's times below)")
 
     md = gc.Metadata.load(args.metadata)
-    t_build, _, automaton = best_of(1, lambda: Automaton.build(md))
-    t_aho_build, _, aho = best_of(1, lambda: aho_automaton(md))
-    print(f"# build: gpu_curate {t_build:.2f} s ({automaton}), pyahocorasick {t_aho_build:.2f} s")
+    results = []
+    for case in cases:
+        case_md = md if case == "sparse" else dense_metadata(md, args.dense_ngrams)
+        results.append(run_case(case, case_md, texts, column, args, n_cpus))
 
-    t_base, base_runs, base_sets = best_of(args.baseline_repeats, lambda: metaclip_match(texts, aho))
-    ref_offsets, ref_ids = as_csr(base_sets, duplicate_ids(md))
-    del base_sets
-    rows = [("MetaCLIP loop (pyahocorasick)", 1, t_base, base_runs, True)]
-    if not args.no_pool and n_cpus > 1:
-        t_pool, pool_runs, pool_sets = best_of(1, lambda: metaclip_match_pool(texts, aho, n_cpus))
-        pool_offsets, pool_ids = as_csr(pool_sets, duplicate_ids(md))
-        del pool_sets
-        ok = np.array_equal(pool_offsets, ref_offsets) and np.array_equal(pool_ids, ref_ids)
-        rows.append(("MetaCLIP loop, fork pool", n_cpus, t_pool, pool_runs, ok))
-
-    t_arrow, _, column = best_of(1, lambda: pa.array(texts, pa.large_string()))
-    for threads in sorted({1, n_cpus}):
-        t, runs, res = best_of(args.repeats, lambda threads=threads: match_cpu(column, automaton, threads))
-        ok = np.array_equal(res.offsets, ref_offsets) and np.array_equal(res.entry_ids, ref_ids)
-        rows.append(("gpu_curate CPU engine", threads, t, runs, ok))
-        del res
-
-    pairs = int(ref_offsets[-1])
-    print(
-        f"# answers: {pairs:,} (text, entry) pairs; list -> Arrow conversion {t_arrow:.2f} s "
-        f"(not in gpu_curate's times below)"
-    )
     print()
-    print("| engine | threads | best s | texts/s | MB/s | vs baseline | per core vs baseline | exact |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
-    record_rows = []
-    for name, threads, t, runs, ok in rows:
-        rate = len(texts) / t
-        ratio = t_base / t
-        print(
-            f"| {name} | {threads} | {t:.3f} | {rate:,.0f} | {mb / t:.1f} | {ratio:.1f}x | "
-            f"{ratio / threads:.1f}x | {'yes' if ok else 'NO'} |"
-        )
-        record_rows.append(
-            {
-                "engine": name,
-                "threads": threads,
-                "best_s": t,
-                "runs_s": runs,
-                "texts_per_s": rate,
-                "mb_per_s": mb / t,
-                "ratio": ratio,
-                "exact": ok,
-            }
-        )
-    exact = all(r[4] for r in rows)
+    print(
+        "| case | engine | threads | best s | texts/s | MB/s | pairs/text | vs baseline | per core vs baseline | exact |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for result in results:
+        for r in result["rows"]:
+            print(
+                f"| {result['case']} | {r['engine']} | {r['threads']} | {r['best_s']:.3f} | {r['texts_per_s']:,.0f} | "
+                f"{mb / r['best_s']:.1f} | {r['pairs_per_text']:.2f} | {r['ratio']:.1f}x | "
+                f"{r['ratio'] / r['threads']:.1f}x | {'yes' if r['exact'] else 'NO'} |"
+            )
+    exact = all(r["exact"] for result in results for r in result["rows"])
     common.append_json(
         args.json,
         {
@@ -220,11 +255,9 @@ def main(argv=None) -> int:
             "bytes": n_bytes,
             "seed": args.seed,
             "metadata": Path(args.metadata).name,
-            "pairs": pairs,
-            "build_s": t_build,
-            "aho_build_s": t_aho_build,
+            "dense_ngrams": args.dense_ngrams,
             "list_to_arrow_s": t_arrow,
-            "rows": record_rows,
+            "cases": results,
             "exact": exact,
         },
     )

@@ -6,6 +6,7 @@ on the same machine see the very same texts and entries.
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import importlib.metadata
 import json
@@ -45,6 +46,33 @@ def english_texts(n: int, seed: int) -> list[str]:
     pool = [t for path, col in ENGLISH_POOLS for t in read_texts(path, col)]
     picks = np.random.default_rng(seed).integers(0, len(pool), size=n)
     return [pool[i] for i in picks]
+
+
+def english_pool() -> list[str]:
+    """The distinct source texts behind english_texts: the union of ENGLISH_POOLS."""
+    return [t for path, col in ENGLISH_POOLS for t in read_texts(path, col)]
+
+
+def pool_ngrams(texts: list[str], sizes: tuple[int, ...] = (2, 3)) -> list[str]:
+    """The word n-grams of `texts`, most frequent first (ties in string order).
+
+    Words are the texts' tokens as matching sees them (the MetaCLIP spacing:
+    ,.;:?!` wrapped in spaces, TAB/LF/CR as spaces, then single spaces), less
+    empty tokens and the wrapped marks themselves, so every n-gram is an entry
+    that matches where its words stand side by side. Nested entries like "a
+    man", "man in", "man in a" are what Wikipedia bigrams and titles add to
+    real metadata."""
+    marks = ",.;:?!`"
+    table = str.maketrans({**{m: f" {m} " for m in marks}, "\t": " ", "\n": " ", "\r": " "})
+    counts: collections.Counter[str] = collections.Counter()
+    for text in texts:
+        words = text.translate(table).split(" ")
+        for n in sizes:
+            for i in range(len(words) - n + 1):
+                gram = words[i : i + n]
+                if all(w and w not in marks for w in gram):
+                    counts[" ".join(gram)] += 1
+    return [g for g, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
 def words_of(path: Path, limit: int | None = None) -> pa.Array:

@@ -10,8 +10,10 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "host_walk.h"
 #include "sample.cuh"
 #include "walk.cuh"
 
@@ -37,14 +39,23 @@ gc::SlotTable slots_of(const py::dict& d, const std::string& key) {
   return {reinterpret_cast<const gc::Slot*>(a.data()), (uint64_t)(a.size() / 2) - 1};
 }
 
-gc::Automaton automaton_of(const py::dict& d, const std::string& p) {
-  gc::Automaton a{};
-  auto cfail = d[(p + "_cfail").c_str()].cast<Strict<int32_t>>();
-  a.n_nodes = (int32_t)cfail.size();
+gc::Trie trie_of(const py::dict& d, const std::string& p) {
+  gc::Trie a{};
+  a.n_nodes = (int32_t)d[(p + "_n_nodes").c_str()].cast<int64_t>();
   a.n_symbols = (int32_t)d[(p + "_n_symbols").c_str()].cast<int64_t>();
   a.edges = slots_of(d, p + "_edge_slots");
-  a.cfail = cfail.data();
   a.out_lists = data_of<int32_t>(d, p + "_out_lists");
+  return a;
+}
+
+gc::Automaton automaton_of(const py::dict& d, const std::string& p) {
+  const gc::Trie trie = trie_of(d, p);
+  gc::Automaton a{};
+  a.n_nodes = trie.n_nodes;
+  a.n_symbols = trie.n_symbols;
+  a.edges = trie.edges;
+  a.cfail = data_of<int32_t>(d, p + "_cfail");
+  a.out_lists = trie.out_lists;
   return a;
 }
 
@@ -52,7 +63,7 @@ gc::Automaton automaton_of(const py::dict& d, const std::string& p) {
 // them so); the caller keeps it alive while the pointers are used.
 gc::Tables tables_of(const py::dict& d) {
   gc::Tables t{};
-  t.tok = automaton_of(d, "tok");
+  t.tok = trie_of(d, "tok");
   t.vocab.table = slots_of(d, "vocab_slots");
   t.vocab.offsets = data_of<int64_t>(d, "vocab_offsets");
   t.vocab.bytes = data_of<uint8_t>(d, "vocab_bytes");
@@ -83,28 +94,38 @@ struct PushBack {
   void operator()(int32_t id) const { out->push_back(id); }
 };
 
+// The per-row walk, as a GPU thread runs it (tests compare it with the batches).
+template <class Offset>
+void match_rows_one_by_one(const gc::Tables& t, const gc::StringColumn<Offset>& col, const uint8_t* limit,
+                           int64_t begin, int64_t end, std::vector<int32_t>& out, int64_t* counts) {
+  PushBack emit{&out};
+  for (int64_t i = begin; i < end; ++i) {
+    const size_t first = out.size();
+    if (gc::row_is_valid(col, i)) {
+      const int64_t a = col.offsets[col.offset + i], b = col.offsets[col.offset + i + 1];
+      gc::match_text(t, col.bytes + a, b - a, emit, limit);
+    }
+    const int64_t m = gc::sort_unique(out.data() + first, (int64_t)(out.size() - first));
+    out.resize(first + m);
+    counts[i - begin] = m;
+  }
+}
+
 // `limit` is the end of the column's byte buffer: the walk may load 8 or 64
 // bytes at once where they stay below it.
 template <class Offset>
 py::tuple match_column(const gc::Tables& t, const gc::StringColumn<Offset>& col, const uint8_t* limit,
-                       int64_t n_rows, int threads) {
+                       int64_t n_rows, int threads, bool per_row) {
   const int64_t n_chunks = (n_rows + kChunkRows - 1) / kChunkRows;
   std::vector<std::vector<int32_t>> ids(n_chunks);
   std::vector<int64_t> counts(n_rows);
   {
     py::gil_scoped_release nogil;
     parallel_chunks(n_rows, kChunkRows, threads, [&](int64_t begin, int64_t end, int64_t c) {
-      std::vector<int32_t>& out = ids[c];
-      PushBack emit{&out};
-      for (int64_t i = begin; i < end; ++i) {
-        const size_t first = out.size();
-        if (gc::row_is_valid(col, i)) {
-          const int64_t a = col.offsets[col.offset + i], b = col.offsets[col.offset + i + 1];
-          gc::match_text(t, col.bytes + a, b - a, emit, limit);
-        }
-        const int64_t m = gc::sort_unique(out.data() + first, (int64_t)(out.size() - first));
-        out.resize(first + m);
-        counts[i] = m;
+      if (per_row) {
+        match_rows_one_by_one(t, col, limit, begin, end, ids[c], counts.data() + begin);
+      } else {
+        gc::BatchWalker(t, limit).match_rows(col, begin, end, ids[c], counts.data() + begin);
       }
     });
   }
@@ -122,7 +143,7 @@ py::tuple match_column(const gc::Tables& t, const gc::StringColumn<Offset>& col,
 }
 
 py::tuple match(const py::dict& tables, Array<uint8_t> bytes, py::array offsets, py::object validity,
-                int64_t offset, int64_t n_rows, int threads) {
+                int64_t offset, int64_t n_rows, int threads, bool per_row) {
   const gc::Tables t = tables_of(tables);
   const uint8_t* limit = bytes.data() + bytes.size();  // 8-byte loads stay inside the buffer
   const uint8_t* valid = nullptr;
@@ -133,11 +154,13 @@ py::tuple match(const py::dict& tables, Array<uint8_t> bytes, py::array offsets,
   }
   if (offsets.dtype().is(py::dtype::of<int32_t>())) {
     auto o = offsets.cast<Array<int32_t>>();
-    return match_column(t, gc::StringColumn<int32_t>{bytes.data(), o.data(), valid, offset}, limit, n_rows, threads);
+    return match_column(t, gc::StringColumn<int32_t>{bytes.data(), o.data(), valid, offset}, limit, n_rows, threads,
+                        per_row);
   }
   if (offsets.dtype().is(py::dtype::of<int64_t>())) {
     auto o = offsets.cast<Array<int64_t>>();
-    return match_column(t, gc::StringColumn<int64_t>{bytes.data(), o.data(), valid, offset}, limit, n_rows, threads);
+    return match_column(t, gc::StringColumn<int64_t>{bytes.data(), o.data(), valid, offset}, limit, n_rows, threads,
+                        per_row);
   }
   throw std::invalid_argument("offsets must be int32 or int64");
 }
@@ -192,7 +215,10 @@ Array<uint64_t> token_keys(Array<uint8_t> bytes, Array<int64_t> offsets) {
 
 // Lays keys out in an open-addressing table of 2^log2_slots slots; slot
 // values are the keys' positions. Sequential on purpose: the placement must
-// be exactly what kernels/walk.cuh probes (linear probing from gc::slot_of).
+// be exactly what kernels/walk.cuh probes (linear probing from gc::slot_of,
+// ordered: a key takes the first slot on its path that is empty or holds a
+// larger key, which moves on along its own path; the result does not depend
+// on the insertion order).
 py::tuple build_table(Array<uint64_t> keys, int log2_slots) {
   const uint64_t n_slots = 1ULL << log2_slots, mask = n_slots - 1;
   if ((uint64_t)keys.size() >= n_slots) throw std::invalid_argument("hash table too small");
@@ -207,10 +233,19 @@ py::tuple build_table(Array<uint64_t> keys, int log2_slots) {
     std::fill(sk, sk + n_slots, 0);
     std::fill(sv, sv + n_slots, -1);
     for (int64_t i = 0; i < n; ++i) {
-      uint64_t s = gc::slot_of(k[i], mask);
-      while (sv[s] >= 0) s = (s + 1) & mask;
-      sk[s] = k[i];
-      sv[s] = (int32_t)i;
+      uint64_t key = k[i];
+      int32_t pos = (int32_t)i;
+      for (uint64_t s = gc::slot_of(key, mask);; s = (s + 1) & mask) {
+        if (sv[s] < 0) {
+          sk[s] = key;
+          sv[s] = pos;
+          break;
+        }
+        if (sk[s] > key) {
+          std::swap(sk[s], key);
+          std::swap(sv[s], pos);
+        }
+      }
     }
   }
   return py::make_tuple(slot_keys, slot_vals);
@@ -229,8 +264,8 @@ Array<int64_t> find_keys(Array<uint64_t> slot_keys, Array<int32_t> slot_vals, Ar
     py::gil_scoped_release nogil;
     for (int64_t i = 0; i < n; ++i) {
       uint64_t s = gc::slot_of(q[i], mask);
-      while (sv[s] >= 0 && sk[s] != q[i]) s = (s + 1) & mask;
-      o[i] = sv[s];
+      while (sv[s] >= 0 && sk[s] < q[i]) s = (s + 1) & mask;
+      o[i] = sv[s] >= 0 && sk[s] == q[i] ? sv[s] : -1;
     }
   }
   return out;
@@ -348,8 +383,10 @@ Array<bool> invalid_utf8(Array<uint8_t> bytes, py::array offsets, py::object val
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "Host build of gpu_curate's kernels/ (the CPU engine).";
-  m.def("match", &match, "CSR match sets of an Arrow string column.", py::arg("tables"), py::arg("bytes"),
-        py::arg("offsets"), py::arg("validity"), py::arg("offset"), py::arg("n_rows"), py::arg("threads"));
+  m.def("match", &match,
+        "CSR match sets of an Arrow string column; per_row: the GPU's per-row walk instead of row batches.",
+        py::arg("tables"), py::arg("bytes"), py::arg("offsets"), py::arg("validity"), py::arg("offset"),
+        py::arg("n_rows"), py::arg("threads"), py::arg("per_row") = false);
   m.def("hash_slices", &hash_slices, "hash_bytes of byte slices.");
   m.def("token_keys", &token_keys, "Vocabulary keys (gc::token_key) of byte slices.");
   m.def("find_keys", &find_keys, "Positions of keys in a build_table layout (-1: absent).");

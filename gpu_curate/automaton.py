@@ -1,13 +1,15 @@
 """Metadata -> flat automaton tables, one format for the CPU and GPU engines.
 
-Two Aho-Corasick automata (layout: kernels/walk.cuh): one over vocabulary
-symbols for entries padded on both sides, one over bytes for the rest. Both
-are built level by level with NumPy: at depth d every entry still longer
-than d extends its node by one symbol, and np.unique over (node, symbol)
-names the new nodes. Failure links, their shortcuts (cfail) and output
-records follow level by level too, so the Python loops run over depths (a
-few dozen), never over entries. Hash-table placement and look-ups run in
-_core (C++), with the very probe sequence the walk uses.
+Two automata (layout: kernels/walk.cuh): a trie over vocabulary symbols for
+entries padded on both sides (the walk starts at every token, so a node
+reports only the entries that end there), and an Aho-Corasick automaton over
+bytes for the rest. Both are built level by level with NumPy: at depth d
+every entry still longer than d extends its node by one symbol, and
+np.unique over (node, symbol) names the new nodes. The byte automaton's
+failure links, their shortcuts (cfail) and output records follow level by
+level too, so the Python loops run over depths (a few dozen), never over
+entries. Hash-table placement and look-ups run in _core (C++), with the very
+probe sequence the walk uses.
 
 Tables are cached as .npz (allow_pickle=False) keyed by the metadata's
 content hash: MetaCLIP ships pickled automata, which run code when loaded.
@@ -27,7 +29,7 @@ from .storage import write_atomic
 from .metadata import Metadata
 from .texts import string_buffers
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 4
 AUTOMATA = ("tok", "byte")
 
 
@@ -51,7 +53,7 @@ class Automaton:
         return sum(a.nbytes for a in self.tables.values())
 
     def __repr__(self) -> str:
-        n_tok, n_byte = (len(self.tables[f"{a}_cfail"]) for a in AUTOMATA)
+        n_tok, n_byte = (int(self.tables[f"{a}_n_nodes"]) for a in AUTOMATA)
         return (
             f"Automaton({self.n_entries} entries, {n_tok} token nodes, {n_byte} byte nodes, "
             f"{self.nbytes / 2**20:.1f} MiB)"
@@ -90,7 +92,7 @@ class Automaton:
 
 
 # -- hash tables ----------------------------------------------------------------
-MAX_LOAD = 0.7  # measured: 0.5 is no faster and takes 1.5x the memory
+MAX_LOAD = 0.7  # measured (benchmarks/RESULTS.md): lower loads save little time for up to 2x the memory
 
 
 def _layout(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,65 +110,129 @@ def _slot_table(keys: np.ndarray, words: np.ndarray, layout=None) -> np.ndarray:
     return _core.slot_words(slot_keys, slot_pos, np.ascontiguousarray(words, np.uint64))
 
 
-# -- generic Aho-Corasick over integer symbol sequences ------------------------
+# -- tries and Aho-Corasick automata over integer symbol sequences -------------
 HAS_CHILDREN = np.uint32(0x80000000)  # gc::kHasChildren
 FLAT_MAX = 16  # output records longer than this chain to their dict suffix instead
+
+
+class _Trie:
+    """The trie of sequences symbols[seq_offsets[k]:seq_offsets[k+1]] over
+    symbols 0..n_symbols-1, in the node numbering of kernels/walk.cuh.
+
+    Node x + 1 is the root's child on symbol x; deeper nodes are numbered
+    level by level, each level in (parent, symbol) order, so deep node v has
+    edge key keys[v - first_deep] and keys are globally sorted. Sequence k
+    ends at node end[k]; equal sequences share it.
+    """
+
+    def __init__(self, seq_offsets: np.ndarray, symbols: np.ndarray, n_symbols: int):
+        lengths = np.diff(seq_offsets)
+        if len(lengths) and lengths.min() < 1:
+            raise ValueError("empty symbol sequence")
+        symbols = symbols.astype(np.int64)
+        node = symbols[seq_offsets[:-1]] + 1
+        n_nodes = n_symbols + 1
+        edge_keys, level_ends = [], [n_nodes]
+        for depth in range(1, int(lengths.max()) if len(lengths) else 0):
+            active = np.flatnonzero(lengths > depth)
+            keys = (node[active] << 32) | symbols[seq_offsets[active] + depth]
+            uniq, inverse = np.unique(keys, return_inverse=True)
+            node[active] = n_nodes + inverse.reshape(-1)
+            edge_keys.append(uniq)
+            n_nodes += len(uniq)
+            level_ends.append(n_nodes)
+        if n_nodes >= 2**31:  # node ids share a 32-bit word with kHasChildren
+            raise ValueError(f"{n_nodes} automaton nodes: more than 2^31 - 1")
+        self.n_symbols, self.n_nodes, self.first_deep = n_symbols, n_nodes, n_symbols + 1
+        self.end = node
+        self.keys = np.concatenate(edge_keys) if edge_keys else np.zeros(0, np.int64)
+        self.parent = self.keys >> 32
+        self.symbol = self.keys & 0xFFFFFFFF
+        self.levels = [np.arange(1, self.first_deep)] + [np.arange(lo, hi) for lo, hi in itertools.pairwise(level_ends)]
+        self.layout = _layout(self.keys.astype(np.uint64))  # the edge table, also used for child look-ups
+        self.has_children = np.zeros(n_nodes, bool)
+        self.has_children[self.parent] = True
+
+    def own_entries(self, entry_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per node: how many sequences end there, and their ids (CSR: start, ids)."""
+        own = np.bincount(self.end, minlength=self.n_nodes)
+        order = np.argsort(self.end, kind="stable")
+        return own, np.concatenate([[0], np.cumsum(own)]), entry_ids[order].astype(np.int32)
+
+    def child(self, state: np.ndarray, sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Child of each state on sym, and whether it exists (always, at the root)."""
+        node, found = sym + 1, state == 0
+        deep = np.flatnonzero(~found)
+        if len(deep):
+            pos = _core.find_keys(*self.layout, ((state[deep] << 32) | sym[deep]).astype(np.uint64))
+            node[deep] = self.first_deep + pos
+            found[deep] = pos >= 0
+        return node, found
+
+    def tables(
+        self, out_code: np.ndarray, records: np.ndarray, prefix: str
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The tables every walk reads (node count, edge slots, out records) and,
+        per symbol x, the slot word (target | out << 32) of the root's child x + 1."""
+        if len(records) >= 2**31 - 2:
+            raise ValueError("output records exceed 2^31 ints")
+        target = np.arange(self.n_nodes, dtype=np.uint64) | np.where(self.has_children, HAS_CHILDREN, 0).astype(
+            np.uint64
+        )
+        word = target | ((out_code.astype(np.uint64) & np.uint64(0xFFFFFFFF)) << np.uint64(32))
+        deep = np.arange(self.first_deep, self.n_nodes)
+        tables = {
+            f"{prefix}_n_nodes": np.array(self.n_nodes, np.int64),
+            f"{prefix}_n_symbols": np.array(self.n_symbols, np.int64),
+            f"{prefix}_out_lists": records.astype(np.int32),
+            f"{prefix}_edge_slots": _slot_table(self.keys, word[deep], self.layout),
+        }
+        return tables, word[1 : self.first_deep]
+
+
+def build_trie(
+    seq_offsets: np.ndarray, symbols: np.ndarray, entry_ids: np.ndarray, n_symbols: int, prefix: str
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A plain trie (layout: kernels/walk.cuh) whose nodes report only the
+    sequences that end there: the token walk starts one walk per text token,
+    so each occurrence is found at its own start and no suffix links are needed.
+
+    Out codes: -1 none, >= 0 the one entry id, <= -2 a record [count, -1,
+    ids...] at out_lists[-2 - code] (equal sequences: duplicate entries).
+    Returns the tables and the root children's slot words (see _Trie.tables).
+    """
+    trie = _Trie(seq_offsets, symbols, n_symbols)
+    own, own_start, own_entries = trie.own_entries(entry_ids)
+    out_code = np.full(trie.n_nodes, -1, np.int64)
+    one = np.flatnonzero(own == 1)
+    out_code[one] = own_entries[own_start[one]]
+    rec = np.flatnonzero(own > 1)
+    size = 2 + own[rec]
+    base = np.cumsum(size) - size
+    records = np.empty(int(size.sum()), np.int32)
+    records[base] = own[rec]
+    records[base + 1] = -1
+    records[np.repeat(base + 2, own[rec]) + _ranges(own[rec])] = own_entries[
+        np.repeat(own_start[rec], own[rec]) + _ranges(own[rec])
+    ]
+    out_code[rec] = -2 - base
+    return trie.tables(out_code, records, prefix)
 
 
 def build_aho_corasick(
     seq_offsets: np.ndarray, symbols: np.ndarray, entry_ids: np.ndarray, n_symbols: int, prefix: str
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Aho-Corasick tables (layout: kernels/walk.cuh) for the sequences
-    symbols[seq_offsets[k]:seq_offsets[k+1]] over symbols 0..n_symbols-1.
+    """Aho-Corasick tables (layout: kernels/walk.cuh): the trie's tables plus
+    cfail, with out codes that report every sequence ending at a node's
+    position (its own, then its dict suffix's, flattened up to FLAT_MAX).
 
     Sequence k reports entry_ids[k]; equal sequences share a node and report
-    all their ids. Returns the tables and, per symbol x, the slot word
-    (target | out << 32) of the root's child x + 1.
+    all their ids. Returns the tables and the root children's slot words.
     """
-    n_seq = len(entry_ids)
-    lengths = np.diff(seq_offsets)
-    if n_seq and lengths.min() < 1:
-        raise ValueError("empty symbol sequence")
-    symbols = symbols.astype(np.int64)
-    # Node x + 1 is the root's child on symbol x; deeper nodes are numbered
-    # level by level, each level in (parent, symbol) order.
-    node = symbols[seq_offsets[:-1]] + 1
-    n_nodes = n_symbols + 1
-    edge_keys, level_ends = [], [n_nodes]
-    for depth in range(1, int(lengths.max()) if n_seq else 0):
-        active = np.flatnonzero(lengths > depth)
-        keys = (node[active] << 32) | symbols[seq_offsets[active] + depth]
-        uniq, inverse = np.unique(keys, return_inverse=True)
-        node[active] = n_nodes + inverse.reshape(-1)
-        edge_keys.append(uniq)
-        n_nodes += len(uniq)
-        level_ends.append(n_nodes)
-    if n_nodes >= 2**31:  # node ids share a 32-bit word with kHasChildren
-        raise ValueError(f"{n_nodes} automaton nodes: more than 2^31 - 1")
-    # Deep node v has edge key keys[v - first_deep]; keys are globally sorted.
-    first_deep = n_symbols + 1
-    keys = np.concatenate(edge_keys) if edge_keys else np.zeros(0, np.int64)
-    parent = keys >> 32
-    symbol = keys & 0xFFFFFFFF
-
-    layout = _layout(keys.astype(np.uint64))  # the edge table, also used for child look-ups
-
-    def child(state: np.ndarray, sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Child of each state on sym, and whether it exists (always, at the root)."""
-        node, found = sym + 1, state == 0
-        deep = np.flatnonzero(~found)
-        if len(deep):
-            pos = _core.find_keys(*layout, ((state[deep] << 32) | sym[deep]).astype(np.uint64))
-            node[deep] = first_deep + pos
-            found[deep] = pos >= 0
-        return node, found
-
-    has_children = np.zeros(n_nodes, bool)
-    has_children[parent] = True
-    own = np.bincount(node, minlength=n_nodes)  # entries ending at each node
-    order = np.argsort(node, kind="stable")
-    own_entries = entry_ids[order].astype(np.int32)
-    own_start = np.concatenate([[0], np.cumsum(own)])
+    trie = _Trie(seq_offsets, symbols, n_symbols)
+    n_nodes, first_deep, parent, symbol = trie.n_nodes, trie.first_deep, trie.parent, trie.symbol
+    has_children = trie.has_children
+    own, own_start, own_entries = trie.own_entries(entry_ids)
 
     # Per node, level by level (every link below points to a shallower node):
     # fail, cfail (nearest suffix state with children), dict link (nearest
@@ -178,12 +244,11 @@ def build_aho_corasick(
     out_code = np.full(n_nodes, -1, np.int64)
     records: list[np.ndarray] = []
     record_base = 0
-    levels = [np.arange(1, first_deep)] + [np.arange(lo, hi) for lo, hi in itertools.pairwise(level_ends)]
-    for depth, v in enumerate(levels):
+    for depth, v in enumerate(trie.levels):
         if depth > 0:
             f, s, pending = fail[parent[v - first_deep]], symbol[v - first_deep], v
             while len(pending):
-                c, found = child(f, s)
+                c, found = trie.child(f, s)
                 fail[pending[found]] = c[found]
                 pending, f, s = pending[~found], fail[f[~found]], s[~found]
             fv = fail[v]
@@ -226,18 +291,9 @@ def build_aho_corasick(
             out_code[rec] = -2 - base
             record_base += len(block)
 
-    if record_base >= 2**31 - 2:
-        raise ValueError("output records exceed 2^31 ints")
-    target = np.arange(n_nodes, dtype=np.uint64) | np.where(has_children, HAS_CHILDREN, 0).astype(np.uint64)
-    word = target | ((out_code.astype(np.uint64) & np.uint64(0xFFFFFFFF)) << np.uint64(32))
-    deep = np.arange(first_deep, n_nodes)
-    tables = {
-        f"{prefix}_n_symbols": np.array(n_symbols, np.int64),
-        f"{prefix}_cfail": cfail.astype(np.int32),
-        f"{prefix}_out_lists": np.concatenate(records) if records else np.zeros(0, np.int32),
-        f"{prefix}_edge_slots": _slot_table(keys, word[deep], layout),
-    }
-    return tables, word[1:first_deep]
+    tables, root_words = trie.tables(out_code, np.concatenate(records) if records else np.zeros(0, np.int32), prefix)
+    tables[f"{prefix}_cfail"] = cfail.astype(np.int32)
+    return tables, root_words
 
 
 def _ranges(counts: np.ndarray) -> np.ndarray:
@@ -252,8 +308,8 @@ def _ranges(counts: np.ndarray) -> np.ndarray:
 
 def _empty_automaton(prefix: str) -> dict[str, np.ndarray]:
     return {
+        f"{prefix}_n_nodes": np.array(0, np.int64),
         f"{prefix}_n_symbols": np.array(0, np.int64),
-        f"{prefix}_cfail": np.zeros(0, np.int32),
         f"{prefix}_out_lists": np.zeros(0, np.int32),
         f"{prefix}_edge_slots": _slot_table(np.zeros(0, np.uint64), np.zeros(0, np.uint64)),
     }
@@ -294,7 +350,7 @@ def _token_automaton(entries: pa.Array, ids: np.ndarray) -> dict[str, np.ndarray
     vocab_off = vocab_off.astype(np.int64)
     vocab_bytes = np.ascontiguousarray(vocab_bytes)
     keys = _core.token_keys(vocab_bytes, vocab_off)
-    tables, root_words = build_aho_corasick(token_offsets, token_ids, ids, len(keys), "tok")
+    tables, root_words = build_trie(token_offsets, token_ids, ids, len(keys), "tok")
     tables["vocab_offsets"] = vocab_off
     tables["vocab_bytes"] = vocab_bytes
     tables["vocab_slots"] = _slot_table(keys, root_words)
@@ -305,6 +361,7 @@ def _byte_automaton(entries: pa.Array, ids: np.ndarray, left: np.ndarray, right:
     """Entries with an unpadded end, as padded byte strings."""
     if len(ids) == 0:
         tables = _empty_automaton("byte")
+        tables["byte_cfail"] = np.zeros(0, np.int32)
         tables["byte_root"] = np.zeros((256, 2), np.uint64)
         return tables
     data, off = string_buffers(entries.take(pa.array(ids)))

@@ -59,20 +59,23 @@ def table_arguments(tables: dict[str, np.ndarray]) -> list[tuple[str, Any]]:
     def slots(key: str) -> np.ndarray:  # (n_slots, 2) uint64 -> flat gc::Slot words
         return array(key, np.uint64).reshape(-1)
 
-    def automaton(a: str) -> list[tuple[str, Any]]:
+    def trie(a: str) -> list[tuple[str, Any]]:
         edges = slots(f"{a}_edge_slots")
         return [
-            (f"{a}_n_nodes", np.int32(len(tables[f"{a}_cfail"]))),
+            (f"{a}_n_nodes", np.int32(tables[f"{a}_n_nodes"])),
             (f"{a}_n_symbols", np.int32(tables[f"{a}_n_symbols"])),
             (f"{a}_edge_slots", edges),
             (f"{a}_edge_mask", np.uint64(len(edges) // 2 - 1)),
-            (f"{a}_cfail", array(f"{a}_cfail", np.int32)),
             (f"{a}_out_lists", array(f"{a}_out_lists", np.int32)),
         ]
 
+    def automaton(a: str) -> list[tuple[str, Any]]:  # a trie with suffix links
+        *head, out_lists = trie(a)
+        return [*head, (f"{a}_cfail", array(f"{a}_cfail", np.int32)), out_lists]
+
     vocab = slots("vocab_slots")
     return [
-        *automaton("tok"),
+        *trie("tok"),
         ("vocab_slots", vocab),
         ("vocab_mask", np.uint64(len(vocab) // 2 - 1)),
         ("vocab_offsets", array("vocab_offsets", np.int64)),

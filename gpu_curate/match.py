@@ -21,13 +21,24 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def match_cpu(arr: pa.Array, automaton: Automaton, threads: int | None = None) -> MatchResult:
-    """The CPU engine: kernels/walk.cuh compiled for the host, over Arrow buffers."""
+def match_cpu(arr: pa.Array, automaton: Automaton, threads: int | None = None, per_row: bool = False) -> MatchResult:
+    """The CPU engine: kernels/walk.cuh compiled for the host, over Arrow buffers.
+
+    Rows are walked in batches (gpu_curate/host_walk.h); per_row=True runs
+    the per-row walk a GPU thread runs instead (slower: tests compare the two).
+    """
     if isinstance(arr, pa.ChunkedArray):
-        return MatchResult.concat([match_cpu(c, automaton, threads) for c in arr.chunks])
+        return MatchResult.concat([match_cpu(c, automaton, threads, per_row) for c in arr.chunks])
     col = column_buffers(arr)
     offs, ids = _core.match(
-        automaton.tables, col.data, col.offsets, col.validity, col.offset, col.n_rows, threads or default_threads()
+        automaton.tables,
+        col.data,
+        col.offsets,
+        col.validity,
+        col.offset,
+        col.n_rows,
+        threads or default_threads(),
+        per_row,
     )
     return MatchResult(offs, ids)
 

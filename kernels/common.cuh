@@ -88,9 +88,11 @@ GC_HD bool is_valid_utf8(const uint8_t* p, int64_t n) {
   return true;
 }
 
-// Slot of an open-addressing table keyed by a 64-bit key (linear probing
-// from slot_of(key)). The build side (gpu_curate._core.build_table) places
-// keys exactly as the probes below expect.
+// Home slot of a 64-bit key in an open-addressing table: linear probing
+// from slot_of(key), ordered (Amble & Knuth 1974): along every key's probe
+// path, the keys before it are smaller, so a search stops at the first
+// larger key, and a miss costs about what a hit costs. The build side
+// (gpu_curate._core.build_table) places keys exactly as the probes expect.
 GC_HD uint64_t slot_of(uint64_t key, uint64_t mask) { return mix64(key) & mask; }
 
 // Little-endian 64-bit word of bytes p[0..n), n <= 8, zero-padded.

@@ -24,15 +24,19 @@
 // rather than one struct: CuPy passes device pointers and NumPy scalars
 // natively (no struct layout to mirror in Python), and kernel parameters live
 // in the constant bank, so the walk reads them without spending registers.
+#define GC_TRIE_PARAMS(a)                                                                            \
+  int32_t a##_n_nodes, int32_t a##_n_symbols, const uint64_t *a##_edge_slots, uint64_t a##_edge_mask, \
+      const int32_t *a##_out_lists
+#define GC_TRIE_ARGS(a) a##_n_nodes, a##_n_symbols, a##_edge_slots, a##_edge_mask, a##_out_lists
 #define GC_AUTOMATON_PARAMS(a)                                                                       \
   int32_t a##_n_nodes, int32_t a##_n_symbols, const uint64_t *a##_edge_slots, uint64_t a##_edge_mask, \
       const int32_t *a##_cfail, const int32_t *a##_out_lists
 #define GC_AUTOMATON_ARGS(a) a##_n_nodes, a##_n_symbols, a##_edge_slots, a##_edge_mask, a##_cfail, a##_out_lists
 #define GC_TABLE_PARAMS                                                                           \
-  GC_AUTOMATON_PARAMS(tok), const uint64_t *vocab_slots, uint64_t vocab_mask, const int64_t *vocab_offsets, \
+  GC_TRIE_PARAMS(tok), const uint64_t *vocab_slots, uint64_t vocab_mask, const int64_t *vocab_offsets, \
       const uint8_t *vocab_bytes, GC_AUTOMATON_PARAMS(byte), const uint64_t *byte_root
 #define GC_TABLE_ARGS \
-  GC_AUTOMATON_ARGS(tok), vocab_slots, vocab_mask, vocab_offsets, vocab_bytes, GC_AUTOMATON_ARGS(byte), byte_root
+  GC_TRIE_ARGS(tok), vocab_slots, vocab_mask, vocab_offsets, vocab_bytes, GC_AUTOMATON_ARGS(byte), byte_root
 
 namespace gc {
 
@@ -41,6 +45,16 @@ namespace gc {
 // Slot tables arrive as uint64 pairs {key, target | out << 32}: gc::Slot.
 __device__ __forceinline__ const Slot *slots_of(const uint64_t *words) {
   return reinterpret_cast<const Slot *>(words);
+}
+
+__device__ __forceinline__ Trie trie_of(GC_TRIE_PARAMS(a)) {
+  Trie t{};
+  t.n_nodes = a_n_nodes;
+  t.n_symbols = a_n_symbols;
+  t.edges.slots = slots_of(a_edge_slots);
+  t.edges.mask = a_edge_mask;
+  t.out_lists = a_out_lists;
+  return t;
 }
 
 __device__ __forceinline__ Automaton automaton_of(GC_AUTOMATON_PARAMS(a)) {
@@ -56,7 +70,7 @@ __device__ __forceinline__ Automaton automaton_of(GC_AUTOMATON_PARAMS(a)) {
 
 __device__ __forceinline__ Tables tables_of(GC_TABLE_PARAMS) {
   Tables t{};
-  t.tok = automaton_of(GC_AUTOMATON_ARGS(tok));
+  t.tok = trie_of(GC_TRIE_ARGS(tok));
   t.vocab.table.slots = slots_of(vocab_slots);
   t.vocab.table.mask = vocab_mask;
   t.vocab.offsets = vocab_offsets;

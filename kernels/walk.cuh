@@ -1,14 +1,21 @@
 // The matching walk (docs/semantics.md sections 2-4), shared by the CPU and GPU engines.
 //
 // A text is read as the virtual byte stream of its spaced form
-// " " + spacing(text) + " ", never materialized. Two Aho-Corasick automata
-// run over it:
-//   * the token automaton, for entries padded on both sides (all entries
-//     under the MetaCLIP 1 rule): the stream is split on single spaces and
-//     each token is mapped to a vocabulary symbol; " e1 e2 ... ek " occurs in
-//     the stream exactly when the tokens e1..ek occur consecutively;
-//   * the byte automaton, for entries with an unpadded end (worldwide rule,
-//     CJK-like first or last character), over the raw stream bytes.
+// " " + spacing(text) + " ", never materialized. Two automata run over it:
+//   * the token trie, for entries padded on both sides (all entries under
+//     the MetaCLIP 1 rule): the stream is split on single spaces and each
+//     token is mapped to a vocabulary symbol; " e1 e2 ... ek " occurs in the
+//     stream exactly when the tokens e1..ek occur consecutively. The trie is
+//     walked from every token, so each occurrence is found from its first
+//     token, a node reports only the entries that end there, and no suffix
+//     links or output chains are needed. The walks from different tokens are
+//     independent, which lets the host overlap their memory loads (a batch
+//     of rows at a time: host_walk.h in gpu_curate/); a GPU thread walks one
+//     row here (match_tokens). A walk is as deep as the longest entry (in
+//     tokens) that starts there;
+//   * the byte automaton (Aho-Corasick), for entries with an unpadded end
+//     (worldwide rule, CJK-like first or last character), over the raw
+//     stream bytes.
 //
 // Layout, chosen so that a step touches as few cache lines as possible:
 //   * node x + 1 is the root's child for symbol x (every symbol has one), so
@@ -17,8 +24,9 @@
 //     target, out} in one open-addressing table. `target` is the child with
 //     kHasChildren set when the child has edges of its own; `out` encodes the
 //     child's outputs (see emit_out), so landing on a node costs no extra load;
-//   * on a miss the walk jumps along cfail (the nearest proper suffix state
-//     that has children), skipping suffix states that cannot have the edge.
+//   * on a miss the byte automaton jumps along cfail (the nearest proper
+//     suffix state that has children), skipping suffix states that cannot
+//     have the edge.
 #pragma once
 #include "common.cuh"
 
@@ -35,15 +43,6 @@
 
 namespace gc {
 
-// Host prefetch; the GPU hides latency with other warps instead.
-#if defined(__CUDA_ARCH__) || defined(__CUDACC_RTC__)
-#define GC_PREFETCH(p) ((void)0)
-#else
-#define GC_PREFETCH(p) __builtin_prefetch(p)
-#endif
-// Linear probing from a home slot often runs into the next cache line.
-#define GC_PREFETCH_PROBE(p) (GC_PREFETCH(p), GC_PREFETCH((const char*)(p) + 64))
-
 constexpr uint32_t kHasChildren = 0x80000000u;
 constexpr uint32_t kNodeMask = 0x7fffffffu;
 
@@ -58,6 +57,15 @@ struct SlotTable {
   uint64_t mask;  // number of slots - 1 (a power of two)
 };
 
+// The token trie: out codes report a node's own entries only.
+struct Trie {
+  int32_t n_nodes;           // 0 means: no entries, skip the token walk
+  int32_t n_symbols;         // nodes 1..n_symbols are the root's children
+  SlotTable edges;           // (parent << 32 | symbol) -> child, parent > 0
+  const int32_t* out_lists;  // records [count, -1, entries...]
+};
+
+// The byte automaton: out codes report every entry ending at the node.
 struct Automaton {
   int32_t n_nodes;    // 0 means: no entries, skip this automaton
   int32_t n_symbols;  // nodes 1..n_symbols are the root's children
@@ -73,7 +81,7 @@ struct Vocab {
 };
 
 struct Tables {
-  Automaton tok;
+  Trie tok;
   Vocab vocab;
   Automaton byte;
   const Slot* byte_root;  // [256] the byte automaton's root row
@@ -91,7 +99,8 @@ GC_HD bool is_delimiter(uint8_t c) { return c < 64 ? (((kSpaceMask | kPunctMask)
 
 // Out codes: >= 0 one entry id; -1 nothing; <= -2 the record at
 // out_lists[-2 - code]: [count, next code, count entry ids], then `next`
-// continues the same way (a dict-suffix chain, cut short by the builder).
+// continues the same way (byte automaton: a dict-suffix chain, cut short by
+// the builder; token trie: always -1, the record lists duplicate entries).
 template <class Emit>
 GC_HD void emit_out(const int32_t* out_lists, int32_t code, Emit& emit) {
   while (code != -1) {
@@ -105,8 +114,16 @@ GC_HD void emit_out(const int32_t* out_lists, int32_t code, Emit& emit) {
   }
 }
 
-GC_HD const Slot* edge_home(const Automaton& a, uint32_t node, uint32_t symbol) {
-  return a.edges.slots + slot_of(((uint64_t)node << 32) | symbol, a.edges.mask);
+GC_HD uint64_t edge_key(uint32_t node, uint32_t symbol) { return ((uint64_t)node << 32) | symbol; }
+
+// The slot holding `key` in a table probed from `home`, or nullptr: an
+// empty slot or a larger key ends the search (ordered tables: common.cuh).
+GC_HD const Slot* probe(const SlotTable& t, uint64_t home, uint64_t key) {
+  for (uint64_t s = home;; s = (s + 1) & t.mask) {
+    const Slot* e = t.slots + s;
+    if (e->target == 0 || e->key > key) return nullptr;
+    if (e->key == key) return e;
+  }
 }
 
 // One Aho-Corasick transition from `state` (a target word) on `symbol`,
@@ -115,12 +132,9 @@ GC_HD Slot ac_next(const Automaton& a, uint32_t state, uint32_t symbol, const Sl
   while (state != 0) {
     const uint32_t node = state & kNodeMask;
     if (state & kHasChildren) {
-      const uint64_t key = ((uint64_t)node << 32) | symbol;
-      for (uint64_t s = slot_of(key, a.edges.mask);; s = (s + 1) & a.edges.mask) {
-        const Slot& e = a.edges.slots[s];
-        if (e.target == 0) break;
-        if (e.key == key) return e;
-      }
+      const uint64_t key = edge_key(node, symbol);
+      const Slot* e = probe(a.edges, slot_of(key, a.edges.mask), key);
+      if (e) return *e;
     }
     // A root child's only proper suffix is the root.
     state = node <= (uint32_t)a.n_symbols ? 0 : (uint32_t)a.cfail[node];
@@ -129,19 +143,26 @@ GC_HD Slot ac_next(const Automaton& a, uint32_t state, uint32_t symbol, const Sl
   return root;
 }
 
-// Vocabulary slot of a token, or nullptr when no padded entry contains it.
+GC_HD uint32_t symbol_of(const Slot& root_child) { return (root_child.target & kNodeMask) - 1; }
+
+// Whether vocabulary symbol `sym` is the token p[0..n).
+GC_HD bool vocab_is(const Vocab& v, uint32_t sym, const uint8_t* p, int64_t n) {
+  const int64_t a = v.offsets[sym];
+  if (v.offsets[sym + 1] - a != n) return false;
+  for (int64_t i = 0; i < n; ++i)
+    if (v.bytes[a + i] != p[i]) return false;
+  return true;
+}
+
+// Vocabulary slot of a token (key: token_key), or nullptr when no padded
+// entry contains the token.
 GC_HD const Slot* vocab_find(const Vocab& v, uint64_t key, const uint8_t* p, int64_t n) {
   for (uint64_t s = slot_of(key, v.table.mask);; s = (s + 1) & v.table.mask) {
     const Slot* e = v.table.slots + s;
-    if (e->target == 0) return nullptr;
-    if (e->key != key) continue;
-    if (n < 8) return e;  // short keys are exact
-    const int64_t sym = (int64_t)(e->target & kNodeMask) - 1;
-    const int64_t a = v.offsets[sym];
-    if (v.offsets[sym + 1] - a != n) continue;
-    bool same = true;
-    for (int64_t i = 0; i < n && same; ++i) same = v.bytes[a + i] == p[i];
-    if (same) return e;
+    if (e->target == 0 || e->key > key) return nullptr;
+    if (e->key != key) continue;  // a smaller key
+    // Short keys are exact; a long token's equal hash may be another token's.
+    if (n < 8 || vocab_is(v, symbol_of(*e), p, n)) return e;
   }
 }
 
@@ -246,9 +267,9 @@ GC_HD void scanner_init(TokenScanner& sc, const uint8_t* s, int64_t n, const uin
   sc.mask = 0;
 }
 
-// The next token, its key, and a prefetch of its vocabulary slot; false
-// after the last one. " " + text + " " has one more token than delimiters.
-GC_HD bool next_token(const Vocab& v, TokenScanner& sc, Token& tok) {
+// The next token and its key; false after the last one.
+// " " + text + " " has one more token than delimiters.
+GC_HD bool next_token(TokenScanner& sc, Token& tok) {
   if (sc.punct) {
     tok.p = sc.s + sc.pos - 1;
     tok.n = 1;
@@ -266,44 +287,49 @@ GC_HD bool next_token(const Vocab& v, TokenScanner& sc, Token& tok) {
     }
   }
   tok.key = token_key_at(tok.p, tok.n, sc.limit);
-  GC_PREFETCH_PROBE(v.table.slots + slot_of(tok.key, v.table.mask));
   return true;
 }
 
-// The token automaton over one text. Each load the walk needs is
-// prefetched about one token early: the vocabulary slot of the next token
-// (next_token), the edge slot of the next transition, the output record of
-// a state (emitted one token late) and cfail of a deep state with children.
+// The walk from one token down the trie: the entries that start with the
+// token whose root child is `first` and go on with the tokens after it
+// (`ahead` is the scanner positioned after that token). The vocabulary slot
+// of the next token, when the walk looked it up, goes to *next (else
+// `next_known` stays false), so that the walk from that token need not look
+// it up again.
+template <class Emit>
+GC_HD void walk_from(const Tables& t, const Slot& first, TokenScanner ahead, Emit& emit, const Slot** next,
+                     bool* next_known) {
+  emit_out(t.tok.out_lists, first.out, emit);
+  Token tok;
+  for (uint32_t node = first.target; (node & kHasChildren) && next_token(ahead, tok);) {
+    const Slot* v = vocab_find(t.vocab, tok.key, tok.p, tok.n);
+    if (!*next_known) {
+      *next = v;
+      *next_known = true;
+    }
+    if (!v) return;
+    const uint64_t key = edge_key(node & kNodeMask, symbol_of(*v));
+    const Slot* e = probe(t.tok.edges, slot_of(key, t.tok.edges.mask), key);
+    if (!e) return;
+    emit_out(t.tok.out_lists, e->out, emit);
+    node = e->target;
+  }
+}
+
+// The token trie over one text, one walk from every token: the per-row form
+// that a GPU thread runs (the host batches rows instead: host_walk.h).
 template <class Emit>
 GC_HD void match_tokens(const Tables& t, const uint8_t* s, int64_t n, const uint8_t* limit, Emit& emit) {
   TokenScanner sc;
   scanner_init(sc, s, n, limit);
   Token tok;
-  next_token(t.vocab, sc, tok);  // every text has at least one token
-  const Slot* cur = vocab_find(t.vocab, tok.key, tok.p, tok.n);
-  bool more = next_token(t.vocab, sc, tok);
-  uint32_t state = 0;
-  int32_t pending = -1;  // out code whose record is on its way
-  for (;;) {
-    if (cur) {
-      const Slot next = ac_next(t.tok, state, (cur->target & kNodeMask) - 1, *cur);
-      state = next.target;
-      if (next.out >= 0) emit(next.out);
-      else if (next.out != -1) GC_PREFETCH(t.tok.out_lists + (-2 - (int64_t)next.out));
-      const uint32_t node = state & kNodeMask;
-      if ((state & kHasChildren) && node > (uint32_t)t.tok.n_symbols) GC_PREFETCH(t.tok.cfail + node);
-      emit_out(t.tok.out_lists, pending, emit);
-      pending = next.out < -1 ? next.out : -1;
-    } else {
-      state = 0;  // no entry spans a token outside the vocabulary
-    }
-    if (!more) break;
-    cur = vocab_find(t.vocab, tok.key, tok.p, tok.n);
-    if (cur && (state & kHasChildren))
-      GC_PREFETCH_PROBE(edge_home(t.tok, state & kNodeMask, (cur->target & kNodeMask) - 1));
-    more = next_token(t.vocab, sc, tok);
+  const Slot* next = nullptr;
+  bool next_known = false;
+  while (next_token(sc, tok)) {
+    const Slot* v = next_known ? next : vocab_find(t.vocab, tok.key, tok.p, tok.n);
+    next_known = false;
+    if (v) walk_from(t, *v, sc, emit, &next, &next_known);
   }
-  emit_out(t.tok.out_lists, pending, emit);
 }
 
 // Feeds one virtual byte to the byte automaton.
@@ -351,28 +377,39 @@ GC_HD void sift_down(int32_t* a, int64_t root, int64_t n) {
   }
 }
 
-// Sorted unique ids of a[0..n), n <= N, into a; returns their count. Each
-// id goes to its rank (the number of smaller ids), so repeats land on one
-// position and leave the next ones empty (INT32_MAX, never an entry id),
-// which the compaction drops. Fixed trip counts and no branches on the
-// data: the host vectorizes it, and it beats insertion sort's
-// mispredictions at the sizes most rows have.
+// Sorted unique ids of src[0..n), n <= N, into dst (which may be src);
+// returns their count. Each id goes to its rank (the number of smaller
+// ids). Without repeats the ranks are 0..n-1 and sum to n(n-1)/2; repeats
+// share the rank of their first copy (the sum falls short) and leave the
+// positions after it empty (INT32_MAX, never an entry id), which a
+// compaction drops. Fixed trip counts and no branches on the data: the host
+// vectorizes the inner loop (all N ranks gain one compare per id, no
+// horizontal sums), and it beats insertion sort's mispredictions at the
+// sizes most rows have.
 template <int N>
-GC_HD int64_t rank_sort_unique(int32_t* a, int64_t n) {
+GC_HD int64_t rank_sort_unique(const int32_t* src, int64_t n, int32_t* dst) {
   const int32_t kEmpty = 0x7fffffff;
-  int32_t in[N], out[N];
+  int32_t in[N], rank[N];
   for (int j = 0; j < N; ++j) {
-    in[j] = j < n ? a[j] : kEmpty;
-    out[j] = kEmpty;
+    in[j] = j < n ? src[j] : kEmpty;
+    rank[j] = 0;
   }
-  for (int i = 0; i < n; ++i) {
-    int32_t rank = 0;
-    for (int j = 0; j < N; ++j) rank += in[j] < in[i];
-    out[rank] = in[i];
+  for (int j = 0; j < n; ++j) {
+    const int32_t x = in[j];
+    for (int i = 0; i < N; ++i) rank[i] += x < in[i];
   }
+  int64_t sum = 0;
+  for (int i = 0; i < N; ++i) sum += i < n ? rank[i] : 0;
+  if (sum == n * (n - 1) / 2) {
+    for (int i = 0; i < n; ++i) dst[rank[i]] = in[i];
+    return n;
+  }
+  int32_t out[N];
+  for (int j = 0; j < N; ++j) out[j] = kEmpty;
+  for (int i = 0; i < n; ++i) out[rank[i]] = in[i];
   int64_t m = 0;
   for (int i = 0; i < n; ++i) {
-    a[m] = out[i];
+    dst[m] = out[i];
     m += out[i] != kEmpty;
   }
   return m;
@@ -380,9 +417,9 @@ GC_HD int64_t rank_sort_unique(int32_t* a, int64_t n) {
 
 GC_HD int64_t sort_unique(int32_t* a, int64_t n) {
   if (n < 2) return n;
-  if (n <= 8) return rank_sort_unique<8>(a, n);
-  if (n <= 16) return rank_sort_unique<16>(a, n);
-  if (n <= 32) return rank_sort_unique<32>(a, n);
+  if (n <= 8) return rank_sort_unique<8>(a, n, a);
+  if (n <= 16) return rank_sort_unique<16>(a, n, a);
+  if (n <= 32) return rank_sort_unique<32>(a, n, a);
   for (int64_t i = n / 2 - 1; i >= 0; --i) sift_down(a, i, n);
   for (int64_t end = n - 1; end > 0; --end) {
     int32_t tmp = a[0]; a[0] = a[end]; a[end] = tmp;
