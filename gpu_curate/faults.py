@@ -1,0 +1,58 @@
+"""Fault injection for the test suite (tests/test_faults.py): every write of
+an output passes `checkpoint(path, phase)` twice, before and after the rename
+that publishes it. Inert when the variables below are unset (one dict look-up).
+
+    GPU_CURATE_FAULT="ACTION:PATTERN:PHASE"
+        ACTION   kill    SIGKILL this process (the client, or the worker running the task)
+                 enospc  raise OSError(ENOSPC) as a full disk would (phase before-rename)
+        PATTERN  fnmatch pattern for the end of the written path, e.g.
+                 "matches/_part-000001.json" or "generations/*/kept/part-*.parquet"
+        PHASE    before-rename (the temporary file is complete) | after-rename
+    GPU_CURATE_FAULT_ONCE=FILE   fire only in the process that creates FILE first
+                                 (a retried task or a restarted worker passes)
+    GPU_CURATE_WRITE_LOG=FILE    append "PHASE<TAB>PATH" for every checkpoint
+                                 (a clean run's list of write points)
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+import signal
+
+PHASES = ("before-rename", "after-rename")
+
+
+def checkpoint(path, phase: str) -> None:
+    spec, log = os.environ.get("GPU_CURATE_FAULT"), os.environ.get("GPU_CURATE_WRITE_LOG")
+    if spec is None and log is None:
+        return
+    path = os.fspath(path)
+    if log:
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # one write(): lines never interleave
+        try:
+            os.write(fd, f"{phase}\t{path}\n".encode("utf-8", "surrogateescape"))
+        finally:
+            os.close(fd)
+    if spec:
+        action, rest = spec.split(":", 1)
+        pattern, when = rest.rsplit(":", 1)
+        if when == phase and fnmatch.fnmatchcase(path, "*/" + pattern) and _first_time():
+            if action == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            elif action == "enospc":
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+            else:
+                raise ValueError(f"GPU_CURATE_FAULT: unknown action {action!r}")
+
+
+def _first_time() -> bool:
+    once = os.environ.get("GPU_CURATE_FAULT_ONCE")
+    if not once:
+        return True
+    try:
+        os.close(os.open(once, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        return False
+    return True
