@@ -1,0 +1,186 @@
+"""The on-disk cache of automata, which a damaged file must never fool.
+
+Tables are cached as .npz (allow_pickle=False: MetaCLIP ships pickled
+automata, which run code when loaded) keyed by the metadata's content hash,
+so a bad file would be loaded by every later run. Hence:
+
+- a SHA-256 of every table (name, dtype, shape, bytes) is written with them
+  and compared on load: a flipped bit, a truncated or foreign file is caught;
+- the tables are bounds-checked (check_tables) against what the walk in
+  kernels/walk.cuh assumes, so that even tables with a matching checksum
+  (written by a buggy build, or by hand) cannot send it outside an array or
+  around a loop forever: every node, symbol and output record index lies
+  inside its table, every hash table has an empty slot (probes end there),
+  failure links and output-record chains lead to strictly smaller indices
+  (so they end), and every entry id is below the entry count.
+
+A bad entry is said once in the log ("gpu_curate" logger, a warning) and
+rebuilt; never trusted. The checks cost a few vectorized passes over the
+tables (measured in README.md's Development section).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .errors import quote
+from .storage import write_atomic
+
+CHECKSUM = "checksum_sha256"  # stored beside the tables in the .npz, not part of them
+NODE_MASK = 0x7FFFFFFF  # gc::kNodeMask: a slot's target word without kHasChildren
+
+log = logging.getLogger("gpu_curate")
+
+
+class BadTables(ValueError):
+    """Tables the walk must not use; the message says why."""
+
+
+def checksum(tables: dict[str, np.ndarray]) -> np.ndarray:
+    h = hashlib.sha256()
+    for name in sorted(tables):
+        a = np.ascontiguousarray(tables[name])
+        h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.reshape(-1).view(np.uint8))
+    return np.frombuffer(h.digest(), np.uint8)
+
+
+def save(tables: dict[str, np.ndarray], path: Path) -> None:
+    """Write atomically, with the checksum: a crash never leaves a truncated cache file."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a name
+            np.savez(f, **tables, **{CHECKSUM: checksum(tables)})
+
+    write_atomic(path, write)
+
+
+def load(path: Path, n_entries: int) -> dict[str, np.ndarray] | None:
+    """The verified tables of a cache file, or None (said in the log) when it cannot be trusted."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            tables = {k: npz[k] for k in npz.files}
+        stored = tables.pop(CHECKSUM, None)
+        if stored is None:
+            raise BadTables("no checksum")
+        if not np.array_equal(stored, checksum(tables)):
+            raise BadTables("checksum mismatch")
+        check_tables(tables, n_entries)
+    except Exception as e:  # a zip, npy or bounds error alike: the file is only a cache
+        log.warning("automaton cache %s: %s; rebuilding it", quote(path), " ".join(str(e).split()) or type(e).__name__)
+        return None
+    return tables
+
+
+# -- bounds -----------------------------------------------------------------------
+def check_tables(tables: dict[str, np.ndarray], n_entries: int) -> None:
+    """Raise BadTables unless the walk can run on `tables` without leaving
+    an array or looping forever (layout: kernels/walk.cuh)."""
+    _require(_scalar(tables, "n_entries") == n_entries, f"n_entries is not {n_entries}")
+    tok_nodes, tok_symbols, tok_codes = _automaton(tables, "tok", n_entries)
+    byte_nodes, byte_symbols, byte_codes = _automaton(tables, "byte", n_entries)
+    if tok_nodes:
+        target, out = _slots(tables, "vocab_slots")
+        offsets = _array(tables, "vocab_offsets", np.int64, 1)
+        n_bytes = len(_array(tables, "vocab_bytes", np.uint8, 1))
+        _require(len(offsets) == tok_symbols + 1, "vocab_offsets does not have one offset per symbol + 1")
+        _require(offsets[0] >= 0 and (np.diff(offsets) >= 0).all() and offsets[-1] <= n_bytes, "vocab_offsets")
+        symbol = (target[target != 0] & NODE_MASK).astype(np.int64) - 1
+        _require(((symbol >= 0) & (symbol < tok_symbols)).all(), "vocab_slots: a symbol outside the vocabulary")
+        tok_codes.append(out[target != 0])
+    if byte_nodes:
+        root = _array(tables, "byte_root", np.uint64, 2)
+        _require(root.shape == (256, 2) and byte_symbols == 256, "byte_root: not one slot per byte")
+        target, out = _words(root)
+        _require(((target & NODE_MASK) < byte_nodes).all(), "byte_root: a node outside the automaton")
+        byte_codes.append(out)
+    _out_codes(np.concatenate(tok_codes), _array(tables, "tok_out_lists", np.int32, 1), n_entries, "tok")
+    _out_codes(np.concatenate(byte_codes), _array(tables, "byte_out_lists", np.int32, 1), n_entries, "byte")
+
+
+def _automaton(tables, prefix: str, n_entries: int) -> tuple[int, int, list[np.ndarray]]:
+    """n_nodes, n_symbols and the out codes of one automaton's edge table."""
+    cfail = _array(tables, f"{prefix}_cfail", np.int32, 1)
+    n_nodes, n_symbols = len(cfail), _scalar(tables, f"{prefix}_n_symbols")
+    target, out = _slots(tables, f"{prefix}_edge_slots")
+    if n_nodes == 0:  # the walk skips an automaton without nodes
+        return 0, n_symbols, [np.zeros(0, np.int32)]
+    _require(0 <= n_symbols < n_nodes < 2**31, f"{prefix}: {n_symbols} symbols, {n_nodes} nodes")
+    deep = np.arange(n_symbols + 1, n_nodes)
+    # Nodes are numbered by depth, so a failure link (a proper suffix) goes to a smaller node:
+    # following them always reaches the root.
+    _require(((cfail[deep] >= 0) & (cfail[deep] < deep)).all(), f"{prefix}_cfail: a link to a node not shallower")
+    used = target != 0
+    node = target[used] & NODE_MASK
+    _require(((node > n_symbols) & (node < n_nodes)).all(), f"{prefix}_edge_slots: a child outside the automaton")
+    return n_nodes, n_symbols, [out[used]]
+
+
+def _out_codes(codes: np.ndarray, records: np.ndarray, n_entries: int, what: str) -> None:
+    """Out codes (walk.cuh, emit_out): -1, an entry id, or -2 - offset of a
+    record [count, next code, count entry ids]; check every record that the
+    codes reach, following `next` (which must go to an earlier record)."""
+    codes = codes.astype(np.int64)
+    _require((codes < n_entries).all(), f"{what}: an entry id out of range")
+    seen = np.zeros(len(records) + 1, bool)  # a mark per record offset (sets by mask: np.unique is slow here)
+    todo = _new_offsets(-2 - codes[codes <= -2], seen, records, what)
+    while len(todo):
+        count = records[todo].astype(np.int64)
+        _require(((count >= 0) & (todo + 2 + count <= len(records))).all(), f"{what}_out_lists: a record past the end")
+        entries = records[np.repeat(todo + 2, count) + _ranges(count)]
+        _require(((entries >= 0) & (entries < n_entries)).all(), f"{what}_out_lists: an entry id out of range")
+        nxt = records[todo + 1].astype(np.int64)
+        _require((nxt < n_entries).all(), f"{what}_out_lists: a next code out of range")
+        chained = nxt <= -2
+        _require((-2 - nxt[chained] < todo[chained]).all(), f"{what}_out_lists: a chain that does not go back")
+        todo = _new_offsets(-2 - nxt[chained], seen, records, what)
+
+
+def _new_offsets(offsets: np.ndarray, seen: np.ndarray, records: np.ndarray, what: str) -> np.ndarray:
+    """The record offsets not checked before, sorted and unique; marks them seen."""
+    _require(((offsets >= 0) & (offsets + 2 <= len(records))).all(), f"{what}_out_lists: a record past the end")
+    mark = np.zeros(len(seen), bool)
+    mark[offsets] = True
+    mark &= ~seen
+    seen |= mark
+    return np.flatnonzero(mark)
+
+
+def _ranges(counts: np.ndarray) -> np.ndarray:
+    ends = np.cumsum(counts)
+    return np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - counts, counts)
+
+
+def _slots(tables, name: str) -> tuple[np.ndarray, np.ndarray]:
+    a = _array(tables, name, np.uint64, 2)
+    n = a.shape[0]
+    _require(a.shape[1] == 2 and n >= 1 and n & (n - 1) == 0, f"{name}: not a power-of-two slot table")
+    target, out = _words(a)
+    _require((target == 0).any(), f"{name}: no empty slot (a probe for a missing key would never end)")
+    return target, out
+
+
+def _words(slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """target (node | kHasChildren, 0: empty) and out code of each slot."""
+    word = slots[:, 1]
+    return (word & 0xFFFFFFFF).astype(np.uint32), (word >> np.uint64(32)).astype(np.uint32).view(np.int32)
+
+
+def _array(tables, name: str, dtype, ndim: int) -> np.ndarray:
+    _require(name in tables, f"no table {name}")
+    a = tables[name]
+    _require(a.dtype == dtype and a.ndim == ndim, f"{name}: {a.dtype}[{a.ndim}d], expected {np.dtype(dtype)}[{ndim}d]")
+    return a
+
+
+def _scalar(tables, name: str) -> int:
+    return int(_array(tables, name, np.int64, 0))
+
+
+def _require(ok, why: str) -> None:
+    if not ok:
+        raise BadTables(why)
