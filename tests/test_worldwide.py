@@ -118,7 +118,7 @@ def test_mixed_pool_counts_per_language(tmp_path, mixed):
     }
     for lang in ("en", "nl", "zh"):
         md = gc.Metadata.load(md_dir / f"{lang}.txt", padding="worldwide")
-        texts = [t for t, l in rows if l == lang]
+        texts = [t for t, row_lang in rows if row_lang == lang]
         mine = table.filter(pa.compute.equal(table.column("lang"), lang))
         assert mine.column("entry").to_pylist()[:5] == [md[i] for i in range(5)]
         res = gc.match(texts, md)
