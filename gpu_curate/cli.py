@@ -184,15 +184,22 @@ def balance_command(
     t: Optional[float] = typer.Option(None, "--t", help="New threshold (default: the run's)."),
     t_en: Optional[float] = typer.Option(None, "--t-en", help="New English threshold (worldwide)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="New seed (default: the run's)."),
+    into: Optional[Path] = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Write this balance to another directory (its own kept/, counts, summary), leaving OUT as it is: compare several t without copies.",
+    ),
     in_process: bool = typer.Option(False, "--in-process", help="No cluster: run in this process."),
     scheduler_address: Optional[str] = typer.Option(None, "--scheduler-address", help="Use an existing Dask cluster."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Redo pass 2 (sampling) from the match index, without matching again."""
+    """Redo pass 2 (sampling) from the match index, without matching again.
+    The previous balance stays visible until the new one is complete."""
     from .pipeline import balance
 
     with LocalOrRemoteClient("cpu", in_process, None, None, "auto", scheduler_address, None, None) as client:
-        balance(out, t=t, t_en=t_en, seed=seed, client=client, progress=not quiet, log=typer.echo)
+        balance(out, t=t, t_en=t_en, seed=seed, client=client, progress=not quiet, log=typer.echo, into=into)
 
 
 @app.command("demo")
@@ -239,5 +246,6 @@ def main() -> None:
     try:
         app()
     except CurateError as e:
-        typer.echo(f"gpu-curate: error: {e}", err=True)
+        message = " ".join(str(e).splitlines())  # one line, whatever a message quotes
+        typer.echo(f"gpu-curate: error: {message}", err=True)
         sys.exit(2)

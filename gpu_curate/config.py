@@ -33,6 +33,7 @@ class CurateConfig:
     datacomp_subset: str | None = None
     image_column: str | None = None  # several texts per image: keep one per image (SPEC section 7)
     threads: int = 1  # walk threads per task; parallelism comes from Dask
+    match_index: str | None = None  # the match index's directory when not out/matches (balance --out)
 
     def pass1_identity(self, files: list[Path]) -> dict:
         """What pass 1's outputs depend on: a run in the same --out must agree."""

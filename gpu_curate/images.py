@@ -8,6 +8,8 @@ index, so memory stays bounded by partitions.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -15,8 +17,10 @@ import pyarrow.parquet as pq
 from . import _core, matchindex
 from .balance import uid_keys
 from .config import CurateConfig
-from .outdir import OutDir
+from .errors import OutputError, quote
+from .outdir import Generation, OutDir
 from .pool import Partition
+from .storage import publish_dir, temporary_dir
 
 IMAGE_ENTRY = -1  # a row's image score is u(seed, uid, -1): no entry has that id
 
@@ -41,35 +45,35 @@ def _scored_images(shard: str, part: int, seed: int):
     return table.append_column("score", pa.array(score)).to_pandas()
 
 
-def select_one_text_per_image(cfg: CurateConfig, parts: list[Partition]) -> None:
+def select_one_text_per_image(cfg: CurateConfig, parts: list[Partition], generation: Generation) -> None:
     """Among matched rows sharing an image key, only the one with the smallest
-    image score competes in sampling; write the others to
+    image score competes in sampling; write the others to the generation's
     image_dropped/part=K/ for pass 2. A Dask group-by and merge (a shuffle of
-    four small columns of matched rows), so memory stays bounded by partitions."""
-    import shutil
-
+    four small columns of matched rows), so memory stays bounded by partitions.
+    Written under a temporary name and published in one rename: pass 2 never
+    sees half of it, and a killed run recomputes it."""
     import dask.dataframe as dd
 
-    lay = OutDir(cfg.out)
-    target, tmp = lay.image_dropped, lay.out / ".image_dropped.tmp"
-    done = target / f"_{cfg.balance_id}"
-    if done.exists():
+    lay = OutDir.of(cfg)
+    target = generation.image_dropped
+    if target.exists():
         return
     shards = [str(lay.shard("matches", part)) for part in parts]
     rows = dd.from_map(_scored_images, shards, [part.index for part in parts], seed=cfg.seed)
     best = rows.groupby("image_key")["score"].min(split_out=max(1, rows.npartitions // 8)).rename("best").reset_index()
     merged = rows.merge(best, on="image_key", how="inner")
     losers = merged[merged["score"] > merged["best"]][["part", "row"]]
-    shutil.rmtree(tmp, ignore_errors=True)
-    losers.to_parquet(tmp, partition_on=["part"], write_index=False)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)  # whole directory at once: pass 2 never sees half of it
-    done.write_text("")
+    tmp = temporary_dir(target)
+    try:
+        losers.to_parquet(tmp, partition_on=["part"], write_index=False)
+    except OSError as e:
+        raise OutputError(f"{quote(target)}: cannot write ({os.strerror(e.errno) if e.errno else e})") from e
+    publish_dir(tmp, target)
 
 
-def lost_image(cfg: CurateConfig, part: Partition, rows: np.ndarray) -> np.ndarray:
+def lost_image(cfg: CurateConfig, generation: Generation, part: Partition, rows: np.ndarray) -> np.ndarray:
     """Which of these matched rows gave their image to another row."""
-    where = OutDir(cfg.out).image_dropped / f"part={part.index}"
+    where = generation.image_dropped / f"part={part.index}"
     if not cfg.image_column or not where.exists():
         return np.zeros(len(rows), bool)
     return np.isin(rows, pq.read_table(where, columns=["row"]).column(0).to_numpy())

@@ -6,6 +6,9 @@ rows' columns are then read from the pool and written with their uid.
 
 from __future__ import annotations
 
+import os
+from functools import lru_cache
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,14 +24,16 @@ from .storage import read_json, write_json_atomic, write_parquet_atomic
 from .texts import invalid_utf8_rows
 
 
-def balance_partition(part: Partition, cfg: CurateConfig, p: np.ndarray) -> dict:
-    """Pass 2 for one partition: the kept rows, with every passed-through column."""
-    lay = OutDir(cfg.out)
-    marker, shard = lay.marker("kept", part), lay.shard("kept", part)
-    if marker.exists():
-        stats = read_json(marker)
-        if stats.get("balance_id") == cfg.balance_id:
-            return stats
+def balance_partition(part: Partition, cfg: CurateConfig) -> dict:
+    """Pass 2 for one partition: the kept rows, with every passed-through column.
+    Everything it needs is on disk (the generation's probabilities.npy), so a
+    task retried on another worker after a lost one reads the same inputs."""
+    lay = OutDir.of(cfg)
+    generation = lay.generation(cfg.balance_id)
+    marker, shard = generation.marker(part), generation.shard(part)
+    if marker.exists() and shard.exists():  # a marker only ever describes a shard of its own generation
+        return read_json(marker)
+    p = probabilities(str(generation.probabilities))
     index = matchindex.read(lay.shard("matches", part))
     result = matchindex.match_result(index)
     keys = matchindex.uid_keys(index)
@@ -39,7 +44,7 @@ def balance_partition(part: Partition, cfg: CurateConfig, p: np.ndarray) -> dict
     else:
         keep = keep_mask(result, keys, p, cfg.seed, cfg.threads)
     rows = index.column(matchindex.ROW).to_numpy()
-    lost = lost_image(cfg, part, rows)
+    lost = lost_image(cfg, generation, part, rows)
     keep &= ~lost
     kept_rows = rows[keep] - part.first_row
     table = read_partition(part, _kept_columns(cfg, part), cfg.text_column).take(pa.array(kept_rows))
@@ -63,6 +68,16 @@ def balance_partition(part: Partition, cfg: CurateConfig, p: np.ndarray) -> dict
     }
     write_json_atomic(stats, marker)
     return stats
+
+
+@lru_cache(maxsize=2)
+def _load_probabilities(path: str, mtime_ns: int) -> np.ndarray:
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def probabilities(path: str) -> np.ndarray:
+    """p per entry, mapped once per process (worker processes on a node share the pages)."""
+    return _load_probabilities(path, os.stat(path).st_mtime_ns)
 
 
 def _kept_columns(cfg: CurateConfig, part: Partition) -> list[str] | None:
