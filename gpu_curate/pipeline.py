@@ -115,6 +115,7 @@ def balance(
         before = read_json(current.summary)
         cfg = replace(
             cfg,
+            out=str(source.out),  # where it is now (run.json says where it was made)
             t=t if t is not None else before.get("t") or cfg.t,
             t_en=t_en if t_en is not None else before.get("t_en") or cfg.t_en,
             seed=seed if seed is not None else before.get("seed", cfg.seed),
