@@ -88,9 +88,16 @@ def write_json_atomic(obj, path: str | Path) -> None:
 
 
 def write_npy_atomic(array: np.ndarray, path: str | Path) -> None:
+    """A .npy file (what np.load reads). Written by hand, not by np.save:
+    that reports a full disk as "N requested and M written", without errno."""
+    array = np.ascontiguousarray(array)
+    if array.dtype.hasobject:
+        raise ValueError("object arrays are not written (they would need pickle)")
+
     def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a name
-            np.save(f, array, allow_pickle=False)
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(array))
+            f.write(array.reshape(-1).view(np.uint8).data)
 
     write_atomic(path, write)
 
