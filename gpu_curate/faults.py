@@ -5,8 +5,9 @@ that publishes it. Inert when the variables below are unset (one dict look-up).
     GPU_CURATE_FAULT="ACTION:PATTERN:PHASE"
         ACTION   kill    SIGKILL this process (the client, or the worker running the task)
                  enospc  raise OSError(ENOSPC) as a full disk would (phase before-rename)
-        PATTERN  fnmatch pattern for the end of the written path, e.g.
-                 "matches/_part-000001.json" or "generations/*/kept/part-*.parquet"
+        PATTERN  the last components of the written path, each an fnmatch
+                 pattern: "matches/_part-000001.json", "generations/*/kept/part-*.parquet",
+                 "current", "generations/*" (a generation directory itself)
         PHASE    before-rename (the temporary file is complete) | after-rename
     GPU_CURATE_FAULT_ONCE=FILE   fire only in the process that creates FILE first
                                  (a retried task or a restarted worker passes)
@@ -38,13 +39,19 @@ def checkpoint(path, phase: str) -> None:
     if spec:
         action, rest = spec.split(":", 1)
         pattern, when = rest.rsplit(":", 1)
-        if when == phase and fnmatch.fnmatchcase(path, "*/" + pattern) and _first_time():
+        if when == phase and _matches(path, pattern) and _first_time():
             if action == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
             elif action == "enospc":
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
             else:
                 raise ValueError(f"GPU_CURATE_FAULT: unknown action {action!r}")
+
+
+def _matches(path: str, pattern: str) -> bool:
+    want = pattern.split("/")
+    have = path.split(os.sep)[-len(want) :]
+    return len(have) == len(want) and all(fnmatch.fnmatchcase(h, w) for h, w in zip(have, want))
 
 
 def _first_time() -> bool:
