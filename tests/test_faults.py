@@ -247,7 +247,8 @@ def test_a_worker_killed_mid_task(tmp_path, runs, workers, pattern):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(3))
 def test_workers_killed_at_random(tmp_path, runs, seed):
-    """A thread kills a random worker process every so often while the run goes on."""
+    """A thread kills a random worker process at a random point of each pass
+    (after a random number of partitions finished), while the run goes on."""
     distributed = pytest.importorskip("distributed")
     import os
 
@@ -256,15 +257,21 @@ def test_workers_killed_at_random(tmp_path, runs, seed):
     from faultlib import METADATA, POOL, SEED
 
     rng = random.Random(seed)
+    out = tmp_path / "out"
     cfg = CurateConfig(
         inputs=(str(POOL),),
         metadata=str(METADATA),
-        out=str(tmp_path / "out"),
+        out=str(out),
         text_column="TEXT",
         t=T_A,
         seed=SEED,
-        partition_rows=100,
+        partition_rows=20,
     )
+    n_parts = 3000 // 20
+    kill_after = [
+        ("matches/_part-*.json", rng.randint(1, n_parts // 2)),
+        ("generations/*/kept/_part-*.json", rng.randint(1, n_parts // 2)),
+    ]
     kills, done = [], threading.Event()
     with (
         distributed.LocalCluster(
@@ -274,16 +281,20 @@ def test_workers_killed_at_random(tmp_path, runs, seed):
     ):
 
         def killer():
-            while not done.wait(rng.uniform(0.5, 2.0)) and len(kills) < 3:
-                try:
-                    pids = sorted(client.run(os.getpid).values())
-                except (OSError, distributed.comm.CommClosedError):
-                    continue  # a worker died while asked
-                if not pids:
-                    continue  # both restarting
-                pid = rng.choice(pids)
-                os.kill(pid, signal.SIGKILL)
-                kills.append(pid)
+            for pattern, n in kill_after:
+                while len(list(out.glob(pattern))) < n:
+                    if done.wait(0.02):
+                        return
+                pids = []
+                while not pids and not done.is_set():
+                    try:
+                        pids = sorted(client.run(os.getpid).values())
+                    except (OSError, distributed.comm.CommClosedError):
+                        pass  # a worker died while asked
+                if done.is_set():
+                    return
+                os.kill(rng.choice(pids), signal.SIGKILL)
+                kills.append(pattern)
 
         thread = threading.Thread(target=killer, daemon=True)
         thread.start()
@@ -292,8 +303,8 @@ def test_workers_killed_at_random(tmp_path, runs, seed):
         finally:
             done.set()
             thread.join()
-    assert same(visible(tmp_path / "out"), runs["a"])
-    print(f"{len(kills)} workers killed")
+    assert len(kills) == 2, f"only {kills} were killed: the run outran the killer"
+    assert same(visible(out), runs["a"])
 
 
 def test_a_cluster_that_gives_up_is_one_line_and_a_rerun_resumes(tmp_path, runs):
