@@ -55,6 +55,44 @@ def curate_args(out, t, *extra) -> list:
     ]
 
 
+def config(out, t):
+    """The CurateConfig of curate_args(out, t)."""
+    from gpu_curate.pipeline import CurateConfig
+
+    return CurateConfig(
+        inputs=(str(POOL),),
+        metadata=str(METADATA),
+        out=str(out),
+        text_column="TEXT",
+        partition_rows=ROWS_PER_PART,
+        t=t,
+        seed=SEED,
+    )
+
+
+def clean_run(out, t, write_log: Path | None = None) -> dict:
+    """What `gpu-curate curate` (curate_args) or, where `out` holds a run,
+    `gpu-curate balance` makes, through the API (no process to start), and
+    what a reader then sees. `write_log`: the run's write points go there."""
+    from gpu_curate.pipeline import balance, curate
+
+    old = os.environ.get("GPU_CURATE_WRITE_LOG")
+    if write_log is not None:
+        os.environ["GPU_CURATE_WRITE_LOG"] = str(write_log)
+    try:
+        if (Path(out) / "summary.json").exists():
+            balance(out, t=t, progress=False)
+        else:
+            curate(config(out, t), progress=False)
+    finally:
+        if write_log is not None:
+            if old is None:
+                del os.environ["GPU_CURATE_WRITE_LOG"]
+            else:
+                os.environ["GPU_CURATE_WRITE_LOG"] = old
+    return visible(Path(out))
+
+
 def balance_args(out, t, *extra) -> list:
     return ["balance", out, "--t", t, "--in-process", "--quiet", *extra]
 

@@ -34,6 +34,7 @@ import pytest
 
 from faultlib import (
     balance_args,
+    clean_run,
     cli,
     curate_args,
     fault,
@@ -53,13 +54,9 @@ def runs(tmp_path_factory):
     """Clean runs: at T_A and T_B (the references), and a complete T_A run to
     copy for rebalancing cases; plus the write points of a curate and of a balance."""
     base = tmp_path_factory.mktemp("clean")
-    res = cli(*curate_args(base / "a", T_A), env={"GPU_CURATE_WRITE_LOG": str(base / "curate.log")})
-    assert res.returncode == 0, res.stderr
-    res = cli(*balance_args(base / "a", T_B), env={"GPU_CURATE_WRITE_LOG": str(base / "balance.log")})
-    assert res.returncode == 0, res.stderr
-    ref_b = visible(base / "a")
-    assert cli(*balance_args(base / "a", T_A)).returncode == 0
-    ref_a = visible(base / "a")
+    clean_run(base / "a", T_A, write_log=base / "curate.log")
+    ref_b = clean_run(base / "a", T_B, write_log=base / "balance.log")
+    ref_a = clean_run(base / "a", T_A)
     assert ref_a is not None and ref_b is not None and not same(ref_a, ref_b)
     return {
         "a": ref_a,
@@ -120,13 +117,12 @@ def kill_balance(tmp_path, runs, pattern: str, phase: str) -> None:
     assert temporaries(out) == [] and len(generations(out)) == 1
 
 
-# One case per mechanism by default: a marker's write, a kept shard renamed
-# before its marker (the issue's case), the summary, the switch, the removal.
+# By default: a marker's write, a kept shard renamed before its marker (the
+# issue's case), each side of the switch; every other point is in the slow cases.
 @pytest.mark.parametrize(
     "pattern, phase",
     [
         ("matches/_part-000001.json", "before-rename"),
-        ("generations/*/kept/part-000001.parquet", "after-rename"),
         ("current", "before-rename"),
     ],
 )
@@ -138,9 +134,7 @@ def test_kill_during_curate(tmp_path, runs, pattern, phase):
     "pattern, phase",
     [
         ("generations/*/kept/part-000002.parquet", "after-rename"),
-        ("generations/*/summary.json", "after-rename"),
         ("current", "after-rename"),
-        ("generations/*", "after-rename"),
     ],
 )
 def test_kill_during_balance(tmp_path, runs, pattern, phase):
