@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,17 +90,17 @@ def check_tables(tables: dict[str, np.ndarray], n_entries: int) -> None:
         n_bytes = len(_array(tables, "vocab_bytes", np.uint8, 1))
         _require(len(offsets) == tok_symbols + 1, "vocab_offsets does not have one offset per symbol + 1")
         _require(offsets[0] >= 0 and (np.diff(offsets) >= 0).all() and offsets[-1] <= n_bytes, "vocab_offsets")
-        symbol = (target[target != 0] & NODE_MASK).astype(np.int64) - 1
-        _require(((symbol >= 0) & (symbol < tok_symbols)).all(), "vocab_slots: a symbol outside the vocabulary")
-        tok_codes.append(out[target != 0])
+        node = target & NODE_MASK  # the root's child on the token's symbol: node = symbol + 1
+        _require(not ((target != 0) & ((node < 1) | (node > tok_symbols))).any(), "vocab_slots: a symbol outside")
+        tok_codes.append(out)
     if byte_nodes:
         root = _array(tables, "byte_root", np.uint64, 2)
         _require(root.shape == (256, 2) and byte_symbols == 256, "byte_root: not one slot per byte")
         target, out = _words(root)
         _require(((target & NODE_MASK) < byte_nodes).all(), "byte_root: a node outside the automaton")
         byte_codes.append(out)
-    _out_codes(np.concatenate(tok_codes), _array(tables, "tok_out_lists", np.int32, 1), n_entries, "tok")
-    _out_codes(np.concatenate(byte_codes), _array(tables, "byte_out_lists", np.int32, 1), n_entries, "byte")
+    _out_codes(tok_codes, _array(tables, "tok_out_lists", np.int32, 1), n_entries, "tok")
+    _out_codes(byte_codes, _array(tables, "byte_out_lists", np.int32, 1), n_entries, "byte")
 
 
 def _automaton(tables, prefix: str, n_entries: int) -> tuple[int, int, list[np.ndarray]]:
@@ -110,49 +111,55 @@ def _automaton(tables, prefix: str, n_entries: int) -> tuple[int, int, list[np.n
     if n_nodes == 0:  # the walk skips an automaton without nodes
         return 0, n_symbols, [np.zeros(0, np.int32)]
     _require(0 <= n_symbols < n_nodes < 2**31, f"{prefix}: {n_symbols} symbols, {n_nodes} nodes")
-    deep = np.arange(n_symbols + 1, n_nodes)
     # Nodes are numbered by depth, so a failure link (a proper suffix) goes to a smaller node:
     # following them always reaches the root.
-    _require(((cfail[deep] >= 0) & (cfail[deep] < deep)).all(), f"{prefix}_cfail: a link to a node not shallower")
-    used = target != 0
-    node = target[used] & NODE_MASK
-    _require(((node > n_symbols) & (node < n_nodes)).all(), f"{prefix}_edge_slots: a child outside the automaton")
-    return n_nodes, n_symbols, [out[used]]
+    deep = cfail[n_symbols + 1 :]
+    _require(
+        deep.min(initial=0) >= 0 and (deep < np.arange(n_symbols + 1, n_nodes, dtype=np.int32)).all(),
+        f"{prefix}_cfail: a link to a node not shallower",
+    )
+    node = target & NODE_MASK
+    outside = (target != 0) & ((node <= n_symbols) | (node >= n_nodes))
+    _require(not outside.any(), f"{prefix}_edge_slots: a child outside the automaton")
+    return n_nodes, n_symbols, [out]  # an empty slot's out is 0, a valid code: no need to mask
 
 
-def _out_codes(codes: np.ndarray, records: np.ndarray, n_entries: int, what: str) -> None:
+def _out_codes(codes: list[np.ndarray], records: np.ndarray, n_entries: int, what: str) -> None:
     """Out codes (walk.cuh, emit_out): -1, an entry id, or -2 - offset of a
     record [count, next code, count entry ids]; check every record that the
     codes reach, following `next` (which must go to an earlier record)."""
-    codes = codes.astype(np.int64)
-    _require((codes < n_entries).all(), f"{what}: an entry id out of range")
-    seen = np.zeros(len(records) + 1, bool)  # a mark per record offset (sets by mask: np.unique is slow here)
-    todo = _new_offsets(-2 - codes[codes <= -2], seen, records, what)
+    _require(all(c.max(initial=-1) < n_entries for c in codes), f"{what}: an entry id out of range")
+    n = len(records)
+    seen = np.zeros(n + 1, bool)  # a mark per record offset (sets by mask: np.unique is slow here)
+    offsets = np.concatenate([-2 - c[c <= -2].astype(np.int64) for c in codes])
+    todo = _new_offsets(offsets, seen, n, what)
+    starts, ends = [], []
     while len(todo):
         count = records[todo].astype(np.int64)
-        _require(((count >= 0) & (todo + 2 + count <= len(records))).all(), f"{what}_out_lists: a record past the end")
-        entries = records[np.repeat(todo + 2, count) + _ranges(count)]
-        _require(((entries >= 0) & (entries < n_entries)).all(), f"{what}_out_lists: an entry id out of range")
+        _require(((count >= 0) & (todo + 2 + count <= n)).all(), f"{what}_out_lists: a record past the end")
+        starts.append(todo + 2)
+        ends.append(todo + 2 + count)
         nxt = records[todo + 1].astype(np.int64)
         _require((nxt < n_entries).all(), f"{what}_out_lists: a next code out of range")
         chained = nxt <= -2
         _require((-2 - nxt[chained] < todo[chained]).all(), f"{what}_out_lists: a chain that does not go back")
-        todo = _new_offsets(-2 - nxt[chained], seen, records, what)
+        todo = _new_offsets(-2 - nxt[chained], seen, n, what)
+    if starts:  # the entry ids of every record reached: positions covered by [start, end) ranges
+        depth = np.cumsum(
+            np.bincount(np.concatenate(starts), minlength=n + 1) - np.bincount(np.concatenate(ends), minlength=n + 1)
+        )
+        entries = records[depth[:n] > 0]
+        _require(entries.min(initial=0) >= 0 and entries.max(initial=0) < n_entries, f"{what}_out_lists: an entry id")
 
 
-def _new_offsets(offsets: np.ndarray, seen: np.ndarray, records: np.ndarray, what: str) -> np.ndarray:
+def _new_offsets(offsets: np.ndarray, seen: np.ndarray, n: int, what: str) -> np.ndarray:
     """The record offsets not checked before, sorted and unique; marks them seen."""
-    _require(((offsets >= 0) & (offsets + 2 <= len(records))).all(), f"{what}_out_lists: a record past the end")
+    _require(((offsets >= 0) & (offsets + 2 <= n)).all(), f"{what}_out_lists: a record past the end")
     mark = np.zeros(len(seen), bool)
     mark[offsets] = True
     mark &= ~seen
     seen |= mark
     return np.flatnonzero(mark)
-
-
-def _ranges(counts: np.ndarray) -> np.ndarray:
-    ends = np.cumsum(counts)
-    return np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - counts, counts)
 
 
 def _slots(tables, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -165,8 +172,12 @@ def _slots(tables, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _words(slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """target (node | kHasChildren, 0: empty) and out code of each slot."""
+    """target (node | kHasChildren, 0: empty) and out code of each slot: the
+    two 32-bit halves of word 1, read in place as the walk reads gc::Slot."""
     word = slots[:, 1]
+    if sys.byteorder == "little":
+        halves = np.ascontiguousarray(slots).view(np.uint32).reshape(len(slots), 4)
+        return halves[:, 2], halves[:, 3].view(np.int32)
     return (word & 0xFFFFFFFF).astype(np.uint32), (word >> np.uint64(32)).astype(np.uint32).view(np.int32)
 
 
