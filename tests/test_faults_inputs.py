@@ -25,6 +25,7 @@ from gpu_curate.errors import CurateError, OutputError
 from gpu_curate.lock import OutLock
 from gpu_curate.pipeline import CurateConfig, balance, curate
 
+from conftest import shared
 from faultlib import (
     METADATA,
     POOL,
@@ -247,11 +248,13 @@ def test_a_damaged_cache_file_is_rebuilt(cache, caplog, damage):
     _reloaded_is_fresh(md, path, fresh, caplog)
 
 
-@pytest.mark.parametrize("metadata", ["wordnet", "worldwide"])
+@pytest.mark.parametrize("metadata", ["wordnet", "zh_wordfreq_100k", "worldwide"])
 def test_fresh_tables_pass_the_checks(metadata):
     """The checks accept what the builder makes (else every run would rebuild)."""
     if metadata == "wordnet":
         md = gc.Metadata.load(METADATA)
+    elif metadata == "zh_wordfreq_100k":  # real byte-automaton records and chains
+        md = gc.Metadata.load(shared("metadata/zh_wordfreq_100k.txt"), padding="worldwide")
     else:
         md = gc.Metadata(["中文", "a b", "b", "x中", "中x", "東京 タワー", "ok"], padding="worldwide")
     automaton_cache.check_tables(Automaton.build(md).tables, len(md))
