@@ -18,7 +18,8 @@ The write points are read from a clean run's log, so a write added later is
 covered without editing this file. Cases marked `slow` (every point in both
 phases, random kills, every worker case) run in CI (`.ci/run`) and with
 `python -m pytest -m slow`; the default command runs one case per mechanism.
-Corrupt inputs, metadata, cache, full disks, concurrent runs: test_faults_inputs.py.
+Corrupt inputs and metadata, full disks, damaged outputs, concurrent runs,
+in-place edits: test_faults_inputs.py; the automaton cache: test_automaton_cache.py.
 """
 
 from __future__ import annotations
