@@ -36,7 +36,7 @@ import common  # noqa: E402
 from bench_match import aho_automaton, metaclip_match  # noqa: E402
 
 import gpu_curate as gc  # noqa: E402
-from gpu_curate import gpu_engine  # noqa: E402
+from gpu_curate import gpu_engine, gpu_strings  # noqa: E402
 from gpu_curate.match import default_threads, match_cpu  # noqa: E402
 
 CHUNK = 10_000_000
@@ -52,7 +52,7 @@ def time_walk(chunks: list[pa.Array], automaton: gc.Automaton, repeats: int) -> 
     import cupy
 
     tables = gpu_engine.device_tables(automaton)
-    on_device = [gpu_engine._strings_from_arrow(c) for c in chunks]  # uploaded once, outside the timing
+    on_device = [gpu_strings.strings_from_arrow(c) for c in chunks]  # uploaded once, outside the timing
     best, pairs = float("inf"), 0
     for _ in range(repeats):
         cupy.cuda.Device().synchronize()

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import quote
+from .fs import quote_path
 from .storage import write_atomic
 
 CHECKSUM = "checksum_sha256"  # stored beside the tables in the .npz, not part of them
@@ -72,7 +72,9 @@ def load(path: Path, n_entries: int) -> dict[str, np.ndarray] | None:
             raise BadTables("checksum mismatch")
         check_tables(tables, n_entries)
     except Exception as e:  # a zip, npy or bounds error alike: the file is only a cache
-        log.warning("automaton cache %s: %s; rebuilding it", quote(path), " ".join(str(e).split()) or type(e).__name__)
+        log.warning(
+            "automaton cache %s: %s; rebuilding it", quote_path(path), " ".join(str(e).split()) or type(e).__name__
+        )
         return None
     return tables
 

@@ -1,10 +1,12 @@
-"""Entry probabilities and the keep decision (SPEC.md sections 6-7).
+"""Entry probabilities and the keep decision (docs/semantics.md sections 6-7).
 
 The decision itself lives in kernels/sample.cuh (shared with the GPU); this
 module computes its inputs: p per entry and a 64-bit key per uid.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -62,6 +64,43 @@ def worldwide_probabilities(counts: np.ndarray, ranges: dict[str, tuple[int, int
     return p
 
 
+def lang_ranges(counts_table: pa.Table) -> dict[str, tuple[int, int]] | None:
+    """[first, end) entry ids per language of a worldwide entry_counts table
+    (languages own contiguous id ranges, worldwide.py); None for one list."""
+    if "lang" not in counts_table.column_names:
+        return None
+    langs = counts_table.column("lang").to_numpy(zero_copy_only=False)
+    names, starts, sizes = np.unique(langs, return_index=True, return_counts=True)
+    return {str(n): (int(s), int(s + k)) for n, s, k in zip(names, starts, sizes)}
+
+
+@dataclass(frozen=True)
+class Balancing:
+    """What sampling needs from the counts: p per entry, which entries are
+    head (count >= their threshold: sampled down, or at exactly t), and the
+    per-language thresholds of a worldwide run (None for one list)."""
+
+    p: np.ndarray  # float64
+    head: np.ndarray  # bool
+    thresholds: dict[str, float | None] | None
+
+    def head_only(self) -> np.ndarray:
+        """p with tail entries zeroed: a row that passes it was kept by a head draw."""
+        return np.where(self.head, self.p, 0.0)
+
+
+def balancing(counts: np.ndarray, t: float, t_en: float, ranges: dict[str, tuple[int, int]] | None) -> Balancing:
+    """docs/semantics.md section 6 for one list (t) or per language (t_en, ranges from lang_ranges)."""
+    if ranges is None:
+        return Balancing(entry_probabilities(counts, t), counts >= t, None)
+    thresholds = worldwide_thresholds(counts, ranges, t_en)
+    head = np.zeros(len(counts), bool)  # a language without threshold keeps nothing: no head either
+    for lang, (lo, hi) in ranges.items():
+        if thresholds[lang] is not None:
+            head[lo:hi] = counts[lo:hi] >= thresholds[lang]
+    return Balancing(worldwide_probabilities(counts, ranges, thresholds), head, thresholds)
+
+
 def uid_keys(uids: pa.Array) -> np.ndarray:
     """64-bit sampling key per uid: the value of integer uids, hash_bytes of
     the UTF-8 bytes of string uids (kernels/common.cuh)."""
@@ -73,5 +112,5 @@ def uid_keys(uids: pa.Array) -> np.ndarray:
 
 
 def keep_mask(result: MatchResult, keys: np.ndarray, p: np.ndarray, seed: int, threads: int = 1) -> np.ndarray:
-    """SPEC section 7: keep when u(seed, uid, i) < p[i] for some matched i."""
+    """docs/semantics.md section 7: keep when u(seed, uid, i) < p[i] for some matched i."""
     return _core.keep_rows(result.offsets, result.entry_ids, keys, p, np.uint64(seed), threads)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from . import __version__
+from .checks import check_cluster_options
 from .cluster import LocalOrRemoteClient
-from .errors import CurateError
+from .errors import CurateError, OptionError
+
+INTERRUPTED = "interrupted; rerun the same command to resume"
 
 app = typer.Typer(
     name="gpu-curate",
@@ -17,39 +23,104 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # click's plain help: flags show as flags (typer's rich panels print <bool> beside them)
 )
 
 
+class Interrupted(Exception):
+    """Ctrl-C, carried past click (which would print "Aborted!" and exit 1) to main()."""
+
+
+def interruptible(command):
+    """Let a command's Ctrl-C reach main() as Interrupted; the command's own
+    `with` blocks (the Dask cluster) have closed by then."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+
+    return run
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gpu-curate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """MetaCLIP-style curation of image-text pools, exact on CPU and GPU."""
+
+
 @app.command("match")
+@interruptible
 def match_command(
-    input: Path = typer.Option(
-        ..., "--input", "-i", help="Pool file: parquet, jsonl, tsv/csv or txt (one text per line)."
+    pool: list[str] = typer.Argument(
+        ..., help="Pool files, directories or globs: parquet, jsonl, tsv/csv, txt (.gz too)."
     ),
     metadata: Path = typer.Option(
-        ..., "--metadata", "-m", help="Entry list: .json list, .txt (one per line) or .parquet."
+        ..., "--metadata", "-m", help="Entry list: .json list, .txt (one per line) or .parquet; or per-language."
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="Output parquet: one row per input row with matched_entry_ids."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Output directory: part-N.parquet per partition, every row with uid and matched_entry_ids.",
+    ),
     text_column: str = typer.Option("text", "--text-column", help="Column holding the texts."),
-    padding: str = typer.Option("metaclip1", "--padding", help="Entry padding rule: metaclip1 or worldwide."),
+    id_column: str = typer.Option(
+        "auto", "--id-column", help="Column with a stable id; auto: `uid` if the pool has it, else <file>:<row>."
+    ),
+    lang_column: Optional[str] = typer.Option(
+        None, "--lang-column", help="Column with the language code (per-language metadata)."
+    ),
+    padding: Optional[str] = typer.Option(
+        None, "--padding", help="metaclip1 or worldwide (default: worldwide for per-language metadata)."
+    ),
+    partition_size: str = typer.Option(
+        "100000", "--partition-size", help="Rows per output shard (memory is bounded by it), or bytes such as 256MB."
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu, gpu or auto."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+    strict_utf8: bool = typer.Option(
+        False, "--strict-utf8", help="Fail on invalid UTF-8 instead of writing a null text that matches nothing."
+    ),
 ) -> None:
-    """Match every text of one file against the metadata and write the match sets."""
-    import pyarrow as pa
+    """Match every row of a pool against the metadata and write its match set (no counting, no sampling)."""
+    from .match import default_threads
+    from .match_pool import match_pool
+    from .pipeline import CurateConfig
+    from .summary import percent
 
-    from .pool import read_table
-    from .storage import write_parquet_atomic
-    from .match import match
-    from .metadata import Metadata
-
-    md = Metadata.load(metadata, padding=padding)
-    table = read_table(input, columns=None)
-    if text_column not in table.column_names:
-        raise CurateError(f"{input}: no column {text_column!r} (columns: {', '.join(table.column_names)})")
-    res = match(table.column(text_column), md, device=device, threads=threads)
-    table = table.append_column("matched_entry_ids", res.to_arrow().cast(pa.list_(pa.int32())))
-    write_parquet_atomic(table, out)
-    typer.echo(f"{len(res)} rows, {int((res.offsets[1:] > res.offsets[:-1]).sum())} matched -> {out}")
+    if threads is not None and threads < 1:
+        raise OptionError(f"--threads must be at least 1, got {threads}")
+    cfg = CurateConfig(
+        inputs=tuple(pool),
+        metadata=str(metadata),
+        out=str(out),
+        text_column=text_column,
+        id_column=id_column,
+        lang_column=lang_column,
+        padding=padding,
+        partition_rows=_partition_rows(partition_size, pool),
+        device=device,
+        strict_utf8=strict_utf8,
+        threads=threads or default_threads(),
+    )
+    n = match_pool(cfg)
+    matched = f"{n['rows_matched']:,} matched ({percent(n['rows_matched'], n['rows_in'])})" if n["rows_in"] else "0"
+    typer.echo(
+        f"{n['rows_in']:,} rows, {matched}, {n['pairs_matched']:,} pairs; null text {n['rows_null_text']:,}, "
+        f"invalid UTF-8 {n['rows_invalid_utf8']:,} (matched on their bytes) -> {out}/"
+    )
 
 
 def _partition_rows(size: str, inputs: list[str]) -> int:
@@ -59,25 +130,32 @@ def _partition_rows(size: str, inputs: list[str]) -> int:
         rows = int(size)
     else:
         import dask.utils
-        import pyarrow.parquet as pq
 
-        from .pool import expand_inputs
+        from .pool import find_pool
+        from .readers import parquet_file
 
         try:
             target = dask.utils.parse_bytes(size)
         except ValueError:
-            raise CurateError(f"--partition-size: {size!r} is neither a row count nor a size like 256MB") from None
-        parquet = [f for f in expand_inputs(inputs) if f.suffix.lower() == ".parquet"]
+            raise OptionError(f"--partition-size: {size!r} is neither a row count nor a size like 256MB") from None
+        parquet = [f.path for f in find_pool(inputs).files if f.format == "parquet"]
         row_bytes = 200  # no parquet to measure: a guess for alt-text lines
         if parquet:
-            meta = pq.ParquetFile(parquet[0]).metadata
+            meta = parquet_file(parquet[0]).metadata
             row_bytes = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups)) / max(
                 meta.num_rows, 1
             )
         rows = int(target / max(row_bytes, 1))
     if rows < 1:
-        raise CurateError(f"--partition-size must be at least one row, got {size!r}")
+        raise OptionError(f"--partition-size must be at least one row, got {size!r}")
     return rows
+
+
+def _command_line() -> str:
+    """This invocation as one shell-quoted line, for run.json, summary.json and the datacard."""
+    import shlex
+
+    return shlex.join(["gpu-curate", *sys.argv[1:]])
 
 
 def _split(columns: Optional[str]) -> Optional[tuple[str, ...]]:
@@ -85,9 +163,11 @@ def _split(columns: Optional[str]) -> Optional[tuple[str, ...]]:
 
 
 @app.command("curate")
+@interruptible
 def curate_command(
     pool: list[str] = typer.Argument(
-        ..., help="Pool files, directories or globs: parquet, jsonl, tsv/csv, txt (.gz too)."
+        ...,
+        help="Pool files, directories or globs, local or fsspec URLs (s3://, gs://, hf://): parquet, jsonl, tsv/csv, txt (.gz too), WebDataset .tar.",
     ),
     metadata: Path = typer.Option(
         ...,
@@ -106,7 +186,14 @@ def curate_command(
         0, "--seed", help="Sampling seed: the kept set depends only on pool, metadata, t and seed."
     ),
     device: str = typer.Option(
-        "cpu", "--device", help="cpu, gpu or auto (gpu when cuDF and a CUDA device are present)."
+        "cpu",
+        "--device",
+        help="cpu, gpu or auto (gpu when cuDF and a CUDA device are present; GPU_CURATE_EMULATE=1 makes gpu the emulated device, for development).",
+    ),
+    gpu_reader: Optional[str] = typer.Option(
+        None,
+        "--gpu-reader",
+        help="GPU: how parquet is read: cudf (on the GPU; the default) or pyarrow (on the host, the text copied to the GPU once; the emulated device's only one).",
     ),
     text_column: str = typer.Option("text", "--text-column", help="Column holding the alt-text."),
     id_column: str = typer.Option(
@@ -133,11 +220,20 @@ def curate_command(
     threads_per_worker: Optional[int] = typer.Option(
         None, "--threads-per-worker", help="Default: all cores over the workers."
     ),
-    memory_limit: str = typer.Option("auto", "--memory-limit", help="Per local worker, e.g. 8GB."),
+    memory_limit: Optional[str] = typer.Option(
+        None,
+        "--memory-limit",
+        help="Per local worker, e.g. 8GB (default: auto, the machine's memory over the workers).",
+    ),
     scheduler_address: Optional[str] = typer.Option(
         None, "--scheduler-address", help="Use an existing Dask cluster, e.g. tcp://host:8786."
     ),
     in_process: bool = typer.Option(False, "--in-process", help="No cluster: run every partition in this process."),
+    dashboard: bool = typer.Option(
+        False,
+        "--dashboard",
+        help="Serve the Dask dashboard of the local cluster on a free port (printed); needs bokeh.",
+    ),
     rmm_pool_size: Optional[str] = typer.Option(None, "--rmm-pool-size", help="GPU: RMM pool per worker, e.g. 24GB."),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="GPU cluster: tcp or ucx."),
     strict_utf8: bool = typer.Option(
@@ -147,11 +243,24 @@ def curate_command(
     datacomp_subset: Optional[Path] = typer.Option(
         None, "--datacomp-subset", help="Also write the kept uids as DataComp's sorted .npy subset."
     ),
+    tar_text: str = typer.Option(
+        "txt",
+        "--tar-text",
+        help="WebDataset tars: the member suffix holding the text (txt), or a key of the .json (json:caption).",
+    ),
+    verify_inputs: bool = typer.Option(
+        False,
+        "--verify-inputs",
+        help="Also hash every pool file, so a rerun compares contents, not only sizes and times.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Curate a pool: match, count, balance, write kept rows (resumable)."""
     from .pipeline import CurateConfig, curate
 
+    check_cluster_options(
+        in_process, workers, threads_per_worker, memory_limit, scheduler_address, dashboard, rmm_pool_size, protocol
+    )
     cfg = CurateConfig(
         inputs=tuple(pool),
         metadata=str(metadata),
@@ -166,19 +275,34 @@ def curate_command(
         seed=seed,
         partition_rows=_partition_rows(partition_size, pool),
         device=device,
+        gpu_reader=gpu_reader,
         strict_utf8=strict_utf8,
         keep_matched_ids=keep_matched_ids,
         datacomp_subset=str(datacomp_subset) if datacomp_subset else None,
         image_column=image_column,
+        tar_text=tar_text,
+        verify_inputs=verify_inputs,
+        command=_command_line(),
     )
-    with LocalOrRemoteClient(
-        cfg.device, in_process, workers, threads_per_worker, memory_limit, scheduler_address, rmm_pool_size, protocol
-    ) as client:
-        curate(cfg, client=client, progress=not quiet, log=typer.echo)
+    cluster = partial(  # started by curate() once its checks passed, if work remains
+        LocalOrRemoteClient,
+        cfg.device,
+        in_process,
+        workers=workers,
+        threads_per_worker=threads_per_worker,
+        memory_limit=memory_limit,
+        scheduler_address=scheduler_address,
+        rmm_pool_size=rmm_pool_size,
+        protocol=protocol,
+        dashboard=dashboard,
+        log=typer.echo,
+    )
+    curate(cfg, cluster=cluster, progress=not quiet, log=typer.echo)
     typer.echo(f"outputs in {out}/ (kept/, matches/, entry_counts.parquet, summary.json)")
 
 
 @app.command("balance")
+@interruptible
 def balance_command(
     out: Path = typer.Argument(..., help="Output directory of a finished `gpu-curate curate`."),
     t: Optional[float] = typer.Option(None, "--t", help="New threshold (default: the run's)."),
@@ -198,11 +322,23 @@ def balance_command(
     The previous balance stays visible until the new one is complete."""
     from .pipeline import balance
 
-    with LocalOrRemoteClient("cpu", in_process, None, None, "auto", scheduler_address, None, None) as client:
-        balance(out, t=t, t_en=t_en, seed=seed, client=client, progress=not quiet, log=typer.echo, into=into)
+    check_cluster_options(in_process, None, None, None, scheduler_address, False)
+    with LocalOrRemoteClient("cpu", in_process, scheduler_address=scheduler_address) as client:
+        balance(
+            out,
+            t=t,
+            t_en=t_en,
+            seed=seed,
+            client=client,
+            progress=not quiet,
+            log=typer.echo,
+            command=_command_line(),
+            into=into,
+        )
 
 
 @app.command("demo")
+@interruptible
 def demo_command(
     out: Path = typer.Option(Path("gpu_curate_demo"), "--out", "-o", help="Output directory."),
     t: float = typer.Option(20, "--t", help="Threshold; small, because the demo pool is small."),
@@ -223,9 +359,9 @@ def demo_command(
         text_column=demo_data.TEXT_COLUMN,
         t=t,
         partition_rows=1000,
+        command=_command_line(),
     )
-    with LocalOrRemoteClient("cpu", False, 1, None, "auto", None, None, None) as client:
-        curate(cfg, client=client, log=typer.echo)
+    curate(cfg, cluster=partial(LocalOrRemoteClient, "cpu", False, workers=1), log=typer.echo)
     counts = pq.read_table(out / "entry_counts.parquet").to_pandas().nlargest(5, "count")
     typer.echo(
         "most matched entries (sampled down to about t rows each): "
@@ -234,6 +370,34 @@ def demo_command(
     kept = pq.read_table(out / "kept").slice(0, 3).column(demo_data.TEXT_COLUMN).to_pylist()
     typer.echo("some kept texts: " + " | ".join(kept))
     typer.echo(f"outputs in {out}/: kept/ (kept rows), matches/ (match index), entry_counts.parquet, summary.json")
+    _demo_report(out)
+
+
+def _demo_report(out: Path) -> None:
+    from .errors import MissingExtraError
+    from .report import write_report
+
+    try:
+        folder = write_report(out)
+    except MissingExtraError:
+        typer.echo(
+            "for plots and a datacard of this run: pip install 'gpu_curate[report]', then gpu-curate report " + str(out)
+        )
+        return
+    typer.echo(f"report (plots, head/tail table, datacard): {folder}/datacard.md")
+
+
+@app.command("report")
+def report_command(
+    out: Path = typer.Argument(..., help="Output directory of a finished `gpu-curate curate` or `balance`."),
+) -> None:
+    """Plots, a head/tail table and a datacard of a finished run, in OUT/report/ (needs matplotlib: the report extra)."""
+    from .report import write_report
+
+    folder = write_report(out)
+    typer.echo(
+        f"report in {folder}/: datacard.md, head_tail.md, " + ", ".join(p.name for p in sorted(folder.glob("*.png")))
+    )
 
 
 from .metadata_cli import app as metadata_app  # noqa: E402
@@ -242,10 +406,14 @@ app.add_typer(metadata_app, name="metadata", help="Build and inspect metadata en
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit status 2."""
+    """Entry point: user errors become one line on stderr and exit status 2;
+    Ctrl-C one line and exit status 130 (128 + SIGINT), as shells do."""
     try:
         app()
     except CurateError as e:
         message = " ".join(str(e).splitlines())  # one line, whatever a message quotes
         typer.echo(f"gpu-curate: error: {message}", err=True)
         sys.exit(2)
+    except Interrupted:
+        typer.echo(f"gpu-curate: {INTERRUPTED}", err=True)
+        sys.exit(130)

@@ -28,17 +28,22 @@ class CurateConfig:
     seed: int = 0
     partition_rows: int = 100_000
     device: str = "cpu"
+    gpu_reader: str | None = None  # the GPU engine's reader: cudf (default) or pyarrow (read on the host, text copied)
     strict_utf8: bool = False
     keep_matched_ids: bool = False  # also write matched_entry_ids into kept/
     datacomp_subset: str | None = None
-    image_column: str | None = None  # several texts per image: keep one per image (SPEC section 7)
+    image_column: str | None = None  # several texts per image: keep one per image (docs/semantics.md section 7)
     threads: int = 1  # walk threads per task; parallelism comes from Dask
+    tar_text: str = "txt"  # WebDataset tars: the member suffix holding the text, or json:KEY
+    verify_inputs: bool = False  # also hash every pool file's contents into the run's identity
+    command: str | None = None  # the command line that started this run (the CLI sets it), for the datacard
     match_index: str | None = None  # the match index's directory when not out/matches (balance --out)
 
-    def pass1_identity(self, files: list[Path]) -> dict:
-        """What pass 1's outputs depend on: a run in the same --out must agree."""
+    def pass1_identity(self, inputs: list[dict]) -> dict:
+        """What pass 1's outputs depend on: a run in the same --out must agree.
+        `inputs`: pool.input_identity of the pool's files."""
         return {
-            "inputs": [[str(f.resolve()), f.stat().st_size] for f in files],
+            "inputs": inputs,
             "metadata": load_cached(self.metadata_ref).fingerprint,
             "text_column": self.text_column,
             "id_column": self.id_column,
@@ -46,6 +51,7 @@ class CurateConfig:
             "padding": load_cached(self.metadata_ref).padding,
             "partition_rows": self.partition_rows,
             "image_column": self.image_column,
+            "tar_text": self.tar_text,
         }
 
     @property
@@ -60,7 +66,7 @@ class CurateConfig:
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d["inputs"] = [str(Path(x).resolve()) if Path(x).exists() else x for x in self.inputs]
+        d["inputs"] = [x if "://" in x or not Path(x).exists() else str(Path(x).resolve()) for x in self.inputs]
         d["metadata"] = str(Path(self.metadata).resolve())
         d["columns"] = list(self.columns) if self.columns is not None else None
         return d

@@ -1,4 +1,4 @@
-"""Counting matches per entry (SPEC.md section 5)."""
+"""Counting matches per entry (docs/semantics.md section 5)."""
 
 from __future__ import annotations
 

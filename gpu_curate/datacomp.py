@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .config import UID
@@ -24,6 +26,15 @@ def datacomp_uids(uids: Iterable[str]) -> np.ndarray:
     out = np.array([(int(u[:16], 16), int(u[16:], 16)) for u in uids], DATACOMP_DTYPE)
     out.sort()
     return out
+
+
+def first_non_datacomp_uid(uids: pa.Array) -> int | None:
+    """Position of the first uid that is not 32 hex digits, or None: pass 1
+    checks every partition with it, so a bad uid fails the run early."""
+    if not (pa.types.is_string(uids.type) or pa.types.is_large_string(uids.type)):
+        return 0 if len(uids) else None
+    ok = pc.fill_null(pc.match_substring_regex(uids, "^[0-9a-fA-F]{32}$"), False)
+    return None if pc.all(ok).as_py() else int(pc.index(ok, False).as_py())
 
 
 def _is_hex(s: str) -> bool:

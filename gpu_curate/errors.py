@@ -13,6 +13,10 @@ class InputError(CurateError, ValueError):
     """A pool file or column that cannot be read (names the file/row/column)."""
 
 
+class OptionError(CurateError, ValueError):
+    """Options out of range or contradicting each other (names the option)."""
+
+
 class DeviceError(CurateError, RuntimeError):
     """The requested device or its libraries are not available."""
 
@@ -27,8 +31,9 @@ class RunInterrupted(CurateError, RuntimeError):
     often); what finished is kept, and rerunning the command resumes."""
 
 
-def quote(path) -> str:
-    """A path for a one-line message: as it is when printable, else as a
-    Python string literal, so that a newline in a name cannot split the line."""
-    text = str(path)
-    return text if text.isprintable() else repr(text)
+class ClusterError(CurateError, RuntimeError):
+    """The Dask cluster cannot be reached or started (names the address)."""
+
+
+class MissingExtraError(CurateError, ImportError):
+    """An optional extra is not installed (names the pip install that adds it)."""

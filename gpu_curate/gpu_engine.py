@@ -10,7 +10,11 @@ use them, never at import time: a CPU-only install imports it freely.
     counts_gpu                     entry ids -> rows per entry
     uid_keys_gpu                   uids -> 64-bit sampling keys
     keep_rows_gpu                  CSR + keys + p + seed -> keep per row
-    available / require            is the engine usable here, or why not
+    available / require            is the engine usable here, or why not (gpu_backend)
+
+"CuPy" is gpu_backend.cupy(): the real CuPy, or with GPU_CURATE_EMULATE=1
+the emulated device (gpu_curate.emulated_cupy), which runs these very calls
+and kernels on the host.
 
 Kernels run on CuPy's current stream. cuDF works on the legacy default
 stream, which orders itself with every other blocking stream, so reading a
@@ -21,9 +25,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import threading
-import warnings
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -35,66 +37,14 @@ import pyarrow as pa
 from . import kernels
 from .automaton import Automaton
 from .errors import DeviceError, InputError
+from .gpu_backend import available, cupy, missing, require  # noqa: F401  (available, missing: API)
+from .gpu_strings import NULL, DeviceStrings, is_device_column, pylibcudf_column, strings_from_arrow, strings_from_cudf
 from .results import MatchResult
 from .texts import as_string_array
 
 # Threads per block: one row per thread; 256 keeps enough warps in flight to
 # hide the walk's memory latency without tuning per GPU.
 _BLOCK = 256
-# A null device pointer for a kernel's pointer parameter (CuPy passes a NumPy
-# scalar by value, so this is 8 zero bytes where the kernel reads a pointer).
-_NULL = np.uint64(0)
-
-
-# -- availability ----------------------------------------------------------------
-@functools.cache
-def _probe() -> tuple[str | None, str | None, str | None]:
-    """What stands in the way of (CuPy, a CUDA device, cuDF), None where nothing does.
-
-    Cached: the answer does not change within a process, and asking CUDA for
-    its devices costs a driver initialization.
-    """
-    if importlib.util.find_spec("cupy") is None:
-        no_cupy: str | None = "CuPy"
-        no_device: str | None = "a CUDA device (unknown without CuPy)"
-    else:
-        no_cupy = no_device = None
-        try:
-            # CuPy warns about CUDA paths on machines without CUDA; that is
-            # exactly the case this function reports, so the warning is noise.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                import cupy
-
-                if cupy.cuda.runtime.getDeviceCount() < 1:
-                    no_device = "a CUDA device"
-        except ImportError as e:
-            no_cupy, no_device = f"a working CuPy ({e})", "a CUDA device (unknown without CuPy)"
-        except Exception as e:  # CUDARuntimeError: no driver, no device, driver too old
-            no_device = f"a CUDA device ({e})"
-    no_cudf = "cuDF" if importlib.util.find_spec("cudf") is None else None
-    return no_cupy, no_device, no_cudf
-
-
-def missing(need_cudf: bool = True) -> list[str]:
-    """The GPU engine's requirements absent here, as phrases for an error message."""
-    no_cupy, no_device, no_cudf = _probe()
-    return [m for m in (no_cupy, no_device, no_cudf if need_cudf else None) if m]
-
-
-def available(need_cudf: bool = True) -> bool:
-    """True when the GPU engine can run here (CuPy, a CUDA device and, by default, cuDF)."""
-    return not missing(need_cudf)
-
-
-def require(need_cudf: bool = True) -> None:
-    """Raise DeviceError, in one line naming what is missing, unless available()."""
-    absent = missing(need_cudf)
-    if absent:
-        raise DeviceError(
-            f"the GPU engine needs {', '.join(absent)}; "
-            "install gpu_curate[gpu] on a machine with an NVIDIA GPU, or use --device cpu"
-        )
 
 
 # -- automaton tables in GPU memory ------------------------------------------------
@@ -141,11 +91,11 @@ class DeviceTables:
     nbytes: int
 
 
-# Uploaded tables, most recently used last, keyed by (device, content
-# fingerprint) so that an automaton unpickled anew in every Dask task is
+# Uploaded tables, most recently used last, keyed by (CuPy module, device,
+# content fingerprint) so that an automaton unpickled anew in every Dask task is
 # uploaded once per worker, not once per partition. Bounded in bytes because
 # worldwide metadata has one (mostly small) automaton per language.
-_TABLE_CACHE: OrderedDict[tuple[int, str], DeviceTables] = OrderedDict()
+_TABLE_CACHE: OrderedDict[tuple[str, int, str], DeviceTables] = OrderedDict()
 _TABLE_CACHE_BYTES = 2 << 30
 _TABLE_LOCK = threading.Lock()
 _FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -166,16 +116,15 @@ def _fingerprint(automaton: Automaton) -> str:
 
 def device_tables(automaton: Automaton) -> DeviceTables:
     """The automaton's tables on the current GPU, uploaded once per process and reused."""
-    import cupy
-
-    key = (cupy.cuda.runtime.getDevice(), _fingerprint(automaton))
+    cp = cupy()
+    key = (cp.__name__, cp.cuda.runtime.getDevice(), _fingerprint(automaton))
     with _TABLE_LOCK:
         cached = _TABLE_CACHE.get(key)
         if cached is not None:
             _TABLE_CACHE.move_to_end(key)
             return cached
-        args = tuple(cupy.asarray(v) if isinstance(v, np.ndarray) else v for _, v in table_arguments(automaton.tables))
-        tables = DeviceTables(args, key[0], sum(a.nbytes for a in args if isinstance(a, cupy.ndarray)))
+        args = tuple(cp.asarray(v) if isinstance(v, np.ndarray) else v for _, v in table_arguments(automaton.tables))
+        tables = DeviceTables(args, key[1], sum(a.nbytes for a in args if isinstance(a, cp.ndarray)))
         _TABLE_CACHE[key] = tables
         total = sum(t.nbytes for t in _TABLE_CACHE.values())
         while total > _TABLE_CACHE_BYTES and len(_TABLE_CACHE) > 1:
@@ -189,174 +138,26 @@ def clear_device_tables() -> None:
         _TABLE_CACHE.clear()
 
 
-# -- string columns in GPU memory ----------------------------------------------------
-@dataclass(frozen=True)
-class _DeviceStrings:
-    """A string column in GPU memory as the kernels' column arguments
-    (gc::StringColumn): row i is chars[offsets[offset + i]:offsets[offset + i + 1]],
-    null where validity bit offset + i is 0."""
-
-    chars: Any  # CuPy uint8 array, or a device address as np.uint64
-    offsets: Any  # likewise, int32 or int64 items
-    validity: Any  # likewise; _NULL when no row is null
-    offset: int
-    n_rows: int
-    wide: bool  # int64 offsets
-    owner: Any = None  # keeps foreign (cuDF) buffers alive while kernels read them
-
-
-@dataclass(frozen=True)
-class ArrowWindow:
-    """The host bytes an Arrow string array's rows use, laid out as the
-    kernels read them (gc::StringColumn); what is copied to the GPU."""
-
-    chars: np.ndarray  # uint8
-    offsets: np.ndarray  # int32 or int64, rebased to chars
-    validity: np.ndarray | None  # whole bytes of the validity bitmap; None: no nulls
-    offset: int  # first row's index in offsets and validity, < 8
-
-
-def arrow_window(arr: pa.Array) -> ArrowWindow:
-    """Only the bytes the rows use, so a small slice of a big array copies little.
-
-    Validity is cut at whole bytes, so a slice keeps its offset modulo 8 and
-    the kernels' slice handling runs on Arrow input too, not only on cuDF's.
-    """
-    wide = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
-    validity, offsets, chars = arr.buffers()[:3]
-    n, first = len(arr), arr.offset - arr.offset % 8
-    if offsets is None:  # a zero-length array may have no buffers
-        window = np.zeros(arr.offset - first + n + 1, np.int64 if wide else np.int32)
-    else:
-        window = np.frombuffer(offsets, dtype=np.int64 if wide else np.int32)[first : arr.offset + n + 1]
-    lo, hi = int(window[0]), int(window[-1])
-    valid = None
-    if validity is not None and arr.null_count:
-        valid = np.frombuffer(validity, dtype=np.uint8)[first // 8 : (arr.offset + n + 7) // 8]
-    return ArrowWindow(
-        chars=np.frombuffer(chars, dtype=np.uint8)[lo:hi] if chars is not None else np.zeros(0, np.uint8),
-        offsets=window - window.dtype.type(lo),
-        validity=valid,
-        offset=arr.offset - first,
-    )
-
-
-def _strings_from_arrow(arr: pa.Array) -> _DeviceStrings:
-    import cupy
-
-    w = arrow_window(arr)
-    return _DeviceStrings(
-        chars=cupy.asarray(w.chars),
-        offsets=cupy.asarray(w.offsets),
-        validity=_NULL if w.validity is None else cupy.asarray(w.validity),
-        offset=w.offset,
-        n_rows=len(arr),
-        wide=w.offsets.dtype == np.int64,
-    )
-
-
-def is_device_column(obj) -> bool:
-    """True for a cuDF Series/Index or pylibcudf Column: input the GPU engine
-    reads in place (match.match must hand it over before any Arrow conversion)."""
-    return type(obj).__module__.split(".")[0] in ("cudf", "pylibcudf")
-
-
-def _pylibcudf_column(obj):
-    """The pylibcudf.Column under a cuDF Series or Index, without a copy.
-
-    cuDF >= 25.02: Series/Index.to_pylibcudf() -> (Column, metadata). A
-    cuDF-internal column takes mode="read" in 25.x and no argument in 26.x.
-    """
-    if type(obj).__module__.startswith("pylibcudf"):
-        return obj
-    import cudf
-
-    to_plc = getattr(obj, "to_pylibcudf", None)
-    if to_plc is None:
-        raise DeviceError(f"cannot read a {type(obj).__name__} in place: cuDF >= 25.02 is needed")
-    if isinstance(obj, (cudf.Series, cudf.Index)):
-        col = to_plc()
-    else:
-        try:
-            col = to_plc(mode="read")
-        except TypeError:
-            col = to_plc()
-    return col[0] if isinstance(col, tuple) else col
-
-
-def _address(buf) -> np.uint64:
-    """Device address of a pylibcudf buffer: a gpumemoryview in cuDF 25.x, a
-    Span (ptr, size, element_type) in 26.x; both carry .ptr."""
-    return _NULL if buf is None else np.uint64(buf.ptr)
-
-
-def _strings_from_cudf(obj) -> _DeviceStrings:
-    """Reads a cuDF strings column where it lies (chars, offsets child, null
-    mask, slice offset); libcudf's bit order is Arrow's."""
-    import cupy
-    import pylibcudf as plc
-
-    col = _pylibcudf_column(obj)
-    if col.type().id() != plc.TypeId.STRING:
-        raise InputError(f"texts must be a strings column, got cuDF type {col.type().id()!r}")
-    n = col.size()
-    if col.num_children() == 0:
-        # libcudf's strings column with no offsets child: every row is empty
-        # or null. Give it real (all-zero) offsets and let the walk decide.
-        return _DeviceStrings(
-            chars=_NULL,
-            offsets=cupy.zeros(col.offset() + n + 1, dtype=cupy.int32),
-            validity=_address(col.null_mask()),
-            offset=col.offset(),
-            n_rows=n,
-            wide=False,
-            owner=col,
-        )
-    if col.num_children() != 1:
-        raise DeviceError("this cuDF keeps string bytes in a child column; cuDF >= 25.02 is needed")
-    offsets = col.child(0)
-    kind = offsets.type().id()
-    if kind not in (plc.TypeId.INT32, plc.TypeId.INT64):
-        raise InputError(f"unexpected strings offsets type {kind!r}")
-    wide = kind == plc.TypeId.INT64
-    itemsize = 8 if wide else 4
-    # The offsets child is not sliced with its parent; skip its own offset, if any.
-    offsets_at = np.uint64(int(_address(offsets.data())) + offsets.offset() * itemsize)
-    return _DeviceStrings(
-        chars=_address(col.data()),
-        offsets=offsets_at,
-        validity=_address(col.null_mask()),
-        offset=col.offset(),
-        n_rows=n,
-        wide=wide,
-        owner=col,
-    )
-
-
 # -- kernels -------------------------------------------------------------------------
 @functools.cache
-def _kernel(name: str, device: int):
-    import cupy
-
-    with cupy.cuda.Device(device):
-        return kernels.raw_module().get_function(name)
+def _kernel(cp, name: str, device: int):
+    with cp.cuda.Device(device):
+        return kernels.raw_module(cp).get_function(name)
 
 
 def _launch(name: str, n_rows: int, args: tuple) -> None:
-    import cupy
-
+    cp = cupy()
     if n_rows > 0:
-        kernel = _kernel(name, cupy.cuda.runtime.getDevice())
+        kernel = _kernel(cp, name, cp.cuda.runtime.getDevice())
         kernel(((n_rows + _BLOCK - 1) // _BLOCK,), (_BLOCK,), args)
 
 
 def _exclusive_scan(counts):
     """[0, c0, c0 + c1, ...] as int64, len(counts) + 1 items."""
-    import cupy
-
-    out = cupy.zeros(len(counts) + 1, dtype=cupy.int64)
+    cp = cupy()
+    out = cp.zeros(len(counts) + 1, dtype=cp.int64)
     if len(counts):
-        out[1:] = cupy.cumsum(counts, dtype=cupy.int64)
+        out[1:] = cp.cumsum(counts, dtype=cp.int64)
     return out
 
 
@@ -375,40 +176,66 @@ class DeviceMatchResult:
         return MatchResult(self.offsets.get(), self.entry_ids.get())
 
     def counts(self, n_entries: int):
-        """Rows matching each entry (SPEC section 5): cupy uint64."""
+        """Rows matching each entry (docs/semantics.md section 5): cupy uint64."""
         return counts_gpu(self.entry_ids, n_entries)
 
     @staticmethod
     def concat(parts: Sequence["DeviceMatchResult"]) -> "DeviceMatchResult":
-        import cupy
-
+        cp = cupy()
         if not parts:
-            return DeviceMatchResult(cupy.zeros(1, cupy.int64), cupy.zeros(0, cupy.int32))
+            return DeviceMatchResult(cp.zeros(1, cp.int64), cp.zeros(0, cp.int32))
         shifts = np.cumsum([0] + [len(p.entry_ids) for p in parts[:-1]])
-        offsets = cupy.concatenate([parts[0].offsets[:1]] + [p.offsets[1:] + int(s) for p, s in zip(parts, shifts)])
-        return DeviceMatchResult(offsets, cupy.concatenate([p.entry_ids for p in parts]))
+        offsets = cp.concatenate([parts[0].offsets[:1]] + [p.offsets[1:] + int(s) for p, s in zip(parts, shifts)])
+        return DeviceMatchResult(offsets, cp.concatenate([p.entry_ids for p in parts]))
 
 
-def _match_strings(col: _DeviceStrings, tables: DeviceTables) -> DeviceMatchResult:
-    import cupy
+@dataclass(frozen=True)
+class MatchGroup:
+    """Rows of a column that one automaton matches: every row (rows None), or
+    the rows listed (device int64); `base` is added to every entry id (a
+    language's first id in the global id space)."""
 
+    tables: DeviceTables
+    rows: Any = None
+    base: int = 0
+
+
+def match_groups(col: DeviceStrings, groups: Sequence[MatchGroup]) -> DeviceMatchResult:
+    """One CSR over every row of `col`, each row matched by its group's
+    automaton (rows in no group match nothing): two walks per group over its
+    rows, one scan, no gather of strings."""
+    cp = cupy()
     n = col.n_rows
     suffix = "<int64_t>" if col.wide else "<int32_t>"
-    column = (*tables.args, col.chars, col.offsets, col.validity, np.int64(col.offset), np.int64(n))
-    counts = cupy.empty(n, dtype=cupy.int64)
-    _launch("gc::count_matches" + suffix, n, (*column, counts))
+    column = (col.chars, col.offsets, col.validity, np.int64(col.offset))
+
+    def launch(kernel: str, g: MatchGroup, *tail) -> None:
+        size = n if g.rows is None else len(g.rows)
+        rows = NULL if g.rows is None else g.rows
+        _launch(kernel + suffix, size, (*g.tables.args, *column, rows, np.int64(size), *tail))
+
+    counts = cp.zeros(n, dtype=cp.int64)
+    for g in groups:
+        launch("gc::count_matches", g, counts)
     starts = _exclusive_scan(counts)
     total = int(starts[-1])
-    raw = cupy.empty(total, dtype=cupy.int32)
-    n_unique = cupy.empty(n, dtype=cupy.int64)
-    _launch("gc::write_matches" + suffix, n, (*column, starts, raw, n_unique))
+    raw = cp.empty(total, dtype=cp.int32)
+    n_unique = cp.zeros(n, dtype=cp.int64)
+    for g in groups:
+        launch("gc::write_matches", g, starts, np.int32(g.base), raw, n_unique)
+    if n and int((n_unique < 0).sum()):
+        raise DeviceError("the GPU walk emitted other ids on its second pass than on its first: refusing the result")
     offsets = _exclusive_scan(n_unique)
     kept = int(offsets[-1])
     if kept == total:  # no row repeated an id: every region is already in place
         return DeviceMatchResult(offsets, raw)
-    ids = cupy.empty(kept, dtype=cupy.int32)
+    ids = cp.empty(kept, dtype=cp.int32)
     _launch("gc::compact_matches", n, (starts, raw, offsets, np.int64(n), ids))
     return DeviceMatchResult(offsets, ids)
+
+
+def _match_strings(col: DeviceStrings, tables: DeviceTables) -> DeviceMatchResult:
+    return match_groups(col, [MatchGroup(tables)])
 
 
 def match_gpu_device(texts, automaton: Automaton) -> DeviceMatchResult:
@@ -421,10 +248,10 @@ def match_gpu_device(texts, automaton: Automaton) -> DeviceMatchResult:
     require(need_cudf=is_device_column(texts))
     tables = device_tables(automaton)
     if is_device_column(texts):
-        return _match_strings(_strings_from_cudf(texts), tables)
+        return _match_strings(strings_from_cudf(texts), tables)
     arr = as_string_array(texts)
     chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
-    parts = [_match_strings(_strings_from_arrow(c), tables) for c in chunks if len(c)]
+    parts = [_match_strings(strings_from_arrow(c), tables) for c in chunks if len(c)]
     return parts[0] if len(parts) == 1 else DeviceMatchResult.concat(parts)
 
 
@@ -435,19 +262,17 @@ def match_gpu(texts, automaton: Automaton) -> MatchResult:
 
 # -- counting and sampling -------------------------------------------------------------
 def _device_array(values, dtype):
-    import cupy
-
-    return cupy.ascontiguousarray(cupy.asarray(values, dtype=dtype))
+    cp = cupy()
+    return cp.ascontiguousarray(cp.asarray(values, dtype=dtype))
 
 
 def counts_gpu(entry_ids, n_entries: int):
-    """Rows per entry (SPEC section 5) from CSR entry ids: cupy uint64, n_entries items."""
-    import cupy
-
-    ids = _device_array(entry_ids, cupy.int32)
+    """Rows per entry (docs/semantics.md section 5) from CSR entry ids: cupy uint64, n_entries items."""
+    cp = cupy()
+    ids = _device_array(entry_ids, cp.int32)
     if ids.size == 0:
-        return cupy.zeros(n_entries, dtype=cupy.uint64)
-    return cupy.bincount(ids, minlength=n_entries).astype(cupy.uint64)
+        return cp.zeros(n_entries, dtype=cp.uint64)
+    return cp.bincount(ids, minlength=n_entries).astype(cp.uint64)
 
 
 def uid_keys_gpu(uids):
@@ -456,22 +281,25 @@ def uid_keys_gpu(uids):
 
     uids: a cuDF Series or an Arrow array (chunked or not) of integers or strings.
     """
-    import cupy
-
+    cp = cupy()
     if is_device_column(uids):
         import pylibcudf as plc
 
-        col = _pylibcudf_column(uids)
+        col = pylibcudf_column(uids)
         if col.type().id() != plc.TypeId.STRING:
-            return cupy.ascontiguousarray(uids.astype("int64").to_cupy()).view(cupy.uint64)
-        strings = _strings_from_cudf(uids)
+            import cudf
+
+            # A pylibcudf Column has no astype: take it as a Series (no copy) first.
+            series = uids if isinstance(uids, (cudf.Series, cudf.Index)) else cudf.Series.from_pylibcudf(col)
+            return cp.ascontiguousarray(series.astype("int64").values).view(cp.uint64)
+        strings = strings_from_cudf(uids)
     else:
         uids = uids.combine_chunks() if isinstance(uids, pa.ChunkedArray) else uids
         if pa.types.is_integer(uids.type):
             host = uids.cast(pa.int64()).to_numpy(zero_copy_only=False).view(np.uint64)
-            return cupy.asarray(host)
-        strings = _strings_from_arrow(as_string_array(uids))
-    keys = cupy.empty(strings.n_rows, dtype=cupy.uint64)
+            return cp.asarray(host)
+        strings = strings_from_arrow(as_string_array(uids))
+    keys = cp.empty(strings.n_rows, dtype=cp.uint64)
     suffix = "<int64_t>" if strings.wide else "<int32_t>"
     args = (strings.chars, strings.offsets, np.int64(strings.offset), np.int64(strings.n_rows), keys)
     _launch("gc::hash_rows" + suffix, strings.n_rows, args)
@@ -479,20 +307,56 @@ def uid_keys_gpu(uids):
 
 
 def keep_rows_gpu(offsets, entry_ids, uid_keys, p, seed: int):
-    """Keep decision per row (SPEC section 7) on the GPU: cupy bool, len(uid_keys) items.
+    """Keep decision per row (docs/semantics.md section 7) on the GPU: cupy bool, len(uid_keys) items.
 
     The same gc::keep_row as gpu_curate._core.keep_rows, so both engines keep
     the same rows. Inputs may be NumPy or CuPy arrays.
     """
-    import cupy
-
-    offsets = _device_array(offsets, cupy.int64)
-    ids = _device_array(entry_ids, cupy.int32)
-    uid_keys = _device_array(uid_keys, cupy.uint64)
-    p = _device_array(p, cupy.float64)
+    cp = cupy()
+    offsets = _device_array(offsets, cp.int64)
+    ids = _device_array(entry_ids, cp.int32)
+    uid_keys = _device_array(uid_keys, cp.uint64)
+    p = _device_array(p, cp.float64)
     n = len(uid_keys)
     if len(offsets) != n + 1:
         raise InputError(f"offsets must have len(uid_keys) + 1 = {n + 1} items, got {len(offsets)}")
-    keep = cupy.zeros(n, dtype=cupy.bool_)
+    keep = cp.zeros(n, dtype=cp.bool_)
     _launch("gc::keep_rows", n, (offsets, ids, uid_keys, p, np.uint64(seed), np.int64(n), keep))
     return keep
+
+
+def invalid_utf8_gpu(col: DeviceStrings):
+    """Per row: 1 where the text is not null and not valid UTF-8 (cupy uint8)."""
+    cp = cupy()
+    out = cp.zeros(col.n_rows, dtype=cp.uint8)
+    suffix = "<int64_t>" if col.wide else "<int32_t>"
+    args = (col.chars, col.offsets, col.validity, np.int64(col.offset), np.int64(col.n_rows), out)
+    _launch("gc::invalid_utf8_rows" + suffix, col.n_rows, args)
+    return out
+
+
+def derived_uid_keys_gpu(prefix: str, rows):
+    """Sampling keys of the derived uids prefix + row (rows: device int64), as matchindex.uid_keys."""
+    cp = cupy()
+    data = np.frombuffer(prefix.encode("utf-8"), np.uint8)
+    keys = cp.empty(len(rows), dtype=cp.uint64)
+    prefix_on_device = cp.asarray(data) if len(data) else cp.zeros(1, dtype=cp.uint8)
+    args = (prefix_on_device, np.int64(len(data)), rows, np.int64(len(rows)), keys)
+    _launch("gc::derived_uid_keys", len(rows), args)
+    return keys
+
+
+def sparse_counts_gpu(entry_ids, n_entries: int) -> tuple[np.ndarray, np.ndarray]:
+    """(entry ids, rows matching each) of one partition's match sets, brought
+    to the host sparse and small, as count.sparse_counts: a bincount over the
+    global id space where the ids are dense enough, else a sort."""
+    cp = cupy()
+    ids = _device_array(entry_ids, cp.int32)
+    if ids.size == 0:
+        return np.zeros(0, np.int32), np.zeros(0, np.uint64)
+    if n_entries <= 8 * ids.size:  # the same rule as the CPU's sparse_counts
+        dense = cp.bincount(ids, minlength=n_entries)
+        present = cp.flatnonzero(dense)
+        return present.astype(cp.int32).get(), dense[present].astype(cp.uint64).get()
+    present, counts = cp.unique(ids, return_counts=True)
+    return present.astype(cp.int32).get(), counts.astype(cp.uint64).get()

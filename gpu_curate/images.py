@@ -1,4 +1,4 @@
-"""One text per image (SPEC section 7): where a pool has several texts per
+"""One text per image (docs/semantics.md section 7): where a pool has several texts per
 image, only one matched text of each image goes on to sampling.
 
 The choice is the smallest image score u(seed, uid, -1) among the image's
@@ -9,6 +9,7 @@ index, so memory stays bounded by partitions.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +18,8 @@ import pyarrow.parquet as pq
 from . import _core, matchindex
 from .balance import uid_keys
 from .config import CurateConfig
-from .errors import OutputError, quote
+from .errors import OutputError
+from .fs import quote_path
 from .outdir import Generation, OutDir
 from .pool import Partition
 from .storage import publish_dir, temporary_dir
@@ -45,35 +47,44 @@ def _scored_images(shard: str, part: int, seed: int):
     return table.append_column("score", pa.array(score)).to_pandas()
 
 
-def select_one_text_per_image(cfg: CurateConfig, parts: list[Partition], generation: Generation) -> None:
+def write_image_losers(shards: list[str], part_indices: list[int], seed: int, directory: Path) -> None:
     """Among matched rows sharing an image key, only the one with the smallest
-    image score competes in sampling; write the others to the generation's
-    image_dropped/part=K/ for pass 2. A Dask group-by and merge (a shuffle of
-    four small columns of matched rows), so memory stays bounded by partitions.
-    Written under a temporary name and published in one rename: pass 2 never
-    sees half of it, and a killed run recomputes it."""
+    image score competes in sampling; write the others (part, row) to
+    directory/part=K/. A Dask group-by and merge (a shuffle of four small
+    columns of matched rows), so memory stays bounded by partitions."""
     import dask.dataframe as dd
 
+    rows = dd.from_map(_scored_images, shards, part_indices, seed=seed)
+    best = rows.groupby("image_key")["score"].min(split_out=max(1, rows.npartitions // 8)).rename("best").reset_index()
+    merged = rows.merge(best, on="image_key", how="inner")
+    losers = merged[merged["score"] > merged["best"]][["part", "row"]]
+    losers.to_parquet(directory, partition_on=["part"], write_index=False)
+
+
+def dropped_rows(directory: Path, part_index: int) -> np.ndarray:
+    """Rows of partition `part_index` that write_image_losers wrote to `directory`."""
+    where = Path(directory) / f"part={part_index}"
+    return pq.read_table(where, columns=["row"]).column(0).to_numpy() if where.exists() else np.zeros(0, np.int64)
+
+
+def select_one_text_per_image(cfg: CurateConfig, parts: list[Partition], generation: Generation) -> None:
+    """write_image_losers for pass 2, into the generation's image_dropped/:
+    written under a temporary name and published in one rename, so pass 2
+    never sees half of it, and a killed run computes it again."""
     lay = OutDir.of(cfg)
     target = generation.image_dropped
     if target.exists():
         return
-    shards = [str(lay.shard("matches", part)) for part in parts]
-    rows = dd.from_map(_scored_images, shards, [part.index for part in parts], seed=cfg.seed)
-    best = rows.groupby("image_key")["score"].min(split_out=max(1, rows.npartitions // 8)).rename("best").reset_index()
-    merged = rows.merge(best, on="image_key", how="inner")
-    losers = merged[merged["score"] > merged["best"]][["part", "row"]]
     tmp = temporary_dir(target)
     try:
-        losers.to_parquet(tmp, partition_on=["part"], write_index=False)
+        write_image_losers([str(lay.shard("matches", part)) for part in parts], [p.index for p in parts], cfg.seed, tmp)
     except OSError as e:
-        raise OutputError(f"{quote(target)}: cannot write ({os.strerror(e.errno) if e.errno else e})") from e
+        raise OutputError(f"{quote_path(target)}: cannot write ({os.strerror(e.errno) if e.errno else e})") from e
     publish_dir(tmp, target)
 
 
 def lost_image(cfg: CurateConfig, generation: Generation, part: Partition, rows: np.ndarray) -> np.ndarray:
     """Which of these matched rows gave their image to another row."""
-    where = generation.image_dropped / f"part={part.index}"
-    if not cfg.image_column or not where.exists():
+    if not cfg.image_column:
         return np.zeros(len(rows), bool)
-    return np.isin(rows, pq.read_table(where, columns=["row"]).column(0).to_numpy())
+    return np.isin(rows, dropped_rows(generation.image_dropped, part.index))

@@ -26,7 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import OutputError, quote
+from .errors import OutputError
+from .fs import quote_path
 
 LOCK_NAME = ".lock"
 
@@ -44,18 +45,18 @@ class OutLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as e:
-            raise OutputError(f"{quote(self.path)}: cannot open the lock file ({os.strerror(e.errno)})") from e
+            raise OutputError(f"{quote_path(self.path)}: cannot open the lock file ({os.strerror(e.errno)})") from e
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)
             raise OutputError(
-                f"{quote(self.path.parent)}: in use by {holder}; wait for it to end, or stop it"
+                f"{quote_path(self.path.parent)}: in use by {holder}; wait for it to end, or stop it"
             ) from None
         except OSError as e:
             os.close(fd)
-            raise OutputError(f"{quote(self.path)}: cannot lock ({os.strerror(e.errno)})") from e
+            raise OutputError(f"{quote_path(self.path)}: cannot lock ({os.strerror(e.errno)})") from e
         self.fd = fd
         # What an exclusive holder wrote is stale once anyone holds the lock again
         # (a killed holder cannot erase it); only an exclusive holder describes itself.

@@ -34,17 +34,18 @@ def match_cpu(arr: pa.Array, automaton: Automaton, threads: int | None = None) -
 
 def resolve_device(device: Device) -> Literal["cpu", "gpu"]:
     """`gpu` needs CuPy and a device (Arrow input reaches the GPU without
-    cuDF; a cuDF column brings cuDF with it); `auto` picks the GPU when cuDF,
-    CuPy and a device are all present, as DESIGN.md says."""
+    cuDF; a cuDF column brings cuDF with it), or the emulated device under
+    GPU_CURATE_EMULATE=1; `auto` picks a real GPU when cuDF, CuPy and a
+    device are all present, and never the emulated device."""
     if device == "cpu":
         return "cpu"
-    from . import gpu_engine
+    from . import gpu_backend
 
     if device == "gpu":
-        gpu_engine.require(need_cudf=False)
+        gpu_backend.require(need_cudf=False)
         return "gpu"
     if device == "auto":
-        return "gpu" if gpu_engine.available() else "cpu"
+        return "gpu" if not gpu_backend.emulated() and gpu_backend.available() else "cpu"
     raise InputError(f"unknown device {device!r}; choose cpu, gpu or auto")
 
 
@@ -54,7 +55,7 @@ def match(
     device: Device = "cpu",
     threads: int | None = None,
 ) -> MatchResult:
-    """Match sets of `texts` (SPEC section 4).
+    """Match sets of `texts` (docs/semantics.md section 4).
 
     texts: list of str/None, a pyarrow (large_)string or binary array or
     chunked array, or a pandas Series. Nulls match nothing.

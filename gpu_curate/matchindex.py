@@ -28,7 +28,8 @@ import pyarrow.compute as pc
 
 from . import _core
 from .balance import uid_keys as column_uid_keys
-from .errors import OutputError, quote
+from .errors import OutputError
+from .fs import quote_path
 from .results import MatchResult
 from .storage import write_atomic
 
@@ -79,8 +80,8 @@ def read(path: str | Path) -> pa.Table:
     except (pa.ArrowInvalid, OSError) as e:
         marker = Path(path).with_name(f"_{Path(path).stem}.json")
         raise OutputError(
-            f"{quote(path)}: damaged match index shard ({' '.join(str(e).split())}); "
-            f"delete it and {quote(marker.name)}, then rerun `gpu-curate curate`"
+            f"{quote_path(path)}: damaged match index shard ({' '.join(str(e).split())}); "
+            f"delete it and {quote_path(marker.name)}, then rerun `gpu-curate curate`"
         ) from e
 
 

@@ -1,4 +1,4 @@
-"""Metadata entry lists and their padding (SPEC.md sections 1 and 3).
+"""Metadata entry lists and their padding (docs/semantics.md sections 1 and 3).
 
 Entries are kept as one Arrow string array, so 30M entries cost two flat
 buffers rather than 30M Python objects; ids are positions in that array.
@@ -22,7 +22,7 @@ from .texts import string_buffers
 Padding = Literal["metaclip1", "worldwide"]
 PADDINGS = ("metaclip1", "worldwide")
 
-# SPEC section 3: code-point ranges whose characters take no space padding
+# docs/semantics.md section 3: code-point ranges whose characters take no space padding
 # under the worldwide (MetaCLIP 2) rule; bounds are inclusive.
 CJK_LIKE_RANGES = (
     (0x4E00, 0x9FFF),
@@ -47,7 +47,7 @@ CJK_LIKE_CHARS = string.punctuation + "，。、；：？！“”‘’（）�
 
 
 def is_cjk_like(codepoints: np.ndarray) -> np.ndarray:
-    """Vectorized SPEC section 3 test on an array of code points."""
+    """Vectorized docs/semantics.md section 3 test on an array of code points."""
     cps = np.asarray(codepoints, dtype=np.int64)
     out = np.isin(cps, [ord(c) for c in CJK_LIKE_CHARS])
     for lo, hi in CJK_LIKE_RANGES:

@@ -21,9 +21,9 @@ ones and lone punctuation marks are dropped, and duplicates keep their first
 occurrence. A per-source cap limits how many *new* entries a source adds.
 
 Words are counted from raw text with a segmenter: a callable text -> tokens.
-Built in: "words" (the matcher's own view of a text, SPEC section 2: the marks
+Built in: "words" (the matcher's own view of a text, docs/semantics.md section 2: the marks
 , . ; : ? ! ` stand alone, whitespace splits) and "chars" (every CJK-like code
-point, SPEC section 3, is a token of its own; for scripts written without
+point, docs/semantics.md section 3, is a token of its own; for scripts written without
 spaces). Any "module:function" works too, e.g. "jieba:lcut" after
 `pip install jieba`; tokens are split again on whitespace, blanks dropped.
 On the CLI, "--segmenter zh=jieba:lcut" picks one for a single language.
@@ -56,7 +56,7 @@ from .errors import CurateError, MetadataError
 from .storage import write_atomic
 from .metadata import CJK_LIKE_CHARS, CJK_LIKE_RANGES, Metadata
 
-WRAPPED_MARKS = ",.;:?!`"  # the marks the spacing rule (SPEC section 2) surrounds with spaces
+WRAPPED_MARKS = ",.;:?!`"  # the marks the spacing rule (docs/semantics.md section 2) surrounds with spaces
 # Wikipedia language codes of scripts written without spaces between words
 # (MetaCLIP 2's list): their bigram entries are written without a space.
 NO_SPACE_LANGUAGES = frozenset({"bo", "dz", "ja", "km", "lo", "my", "ryu", "th", "zh", "zh_classical", "zh_yue"})

@@ -15,6 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help, as the main app's
 )
 
 PATHS_HELP = " Repeatable; globs and {lang} allowed; repeated keys are summed."
@@ -205,13 +206,14 @@ def pool_hits(metadata: Path, pool: list[str], text_column: str, padding: str, c
     """How a pool meets the list: rows matched, entries hit, the most matched entries."""
     import numpy as np
 
-    from .pool import expand_inputs, plan_partitions, read_partition
+    from .pool import find_pool, plan_partitions
+    from .readers import read_partition
     from .match import match
     from .metadata import Metadata
 
     md = Metadata.load(metadata, padding=padding, column=column)
     counts, rows, matched = np.zeros(len(md), np.uint64), 0, 0
-    for part in plan_partitions(expand_inputs(pool), 100_000, text_column):  # one partition in memory at a time
+    for part in plan_partitions(find_pool(pool).files, 100_000, text_column):  # one partition in memory at a time
         res = match(read_partition(part, None, text_column).column(text_column), md)
         counts += res.counts(len(md)).astype(np.uint64)
         rows += len(res)
@@ -227,10 +229,13 @@ def pool_hits(metadata: Path, pool: list[str], text_column: str, padding: str, c
 
 
 def _format_hits(h: dict) -> str:
-    share = h["rows_matched"] / h["pool_rows"] if h["pool_rows"] else 0.0
+    from .summary import percent
+
+    rows = percent(h["rows_matched"], h["pool_rows"]) if h["pool_rows"] else "-"
+    entries = percent(h["entries_hit"], h["entries"]) if h["entries"] else "-"
     return (
-        f"  pool: {h['rows_matched']:,} of {h['pool_rows']:,} rows matched ({share:.1%}); "
-        f"{h['entries_hit']:,} of {h['entries']:,} entries hit ({h['entries_hit'] / max(h['entries'], 1):.1%})\n"
+        f"  pool: {h['rows_matched']:,} of {h['pool_rows']:,} rows matched ({rows}); "
+        f"{h['entries_hit']:,} of {h['entries']:,} entries hit ({entries})\n"
         "  most matched: " + ", ".join(f"{e!r} {n:,}" for e, n in h["top"])
     )
 

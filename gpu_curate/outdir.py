@@ -3,20 +3,24 @@ how a new balance replaces the previous one.
 
 out/
   .lock                   held by the run writing here (lock.py)
-  run.json                what produced this directory (refuses a different run)
+  run.json                what produced this directory: written once the checks passed; refuses a
+                          different run once it holds outputs (has_outputs); its config is the
+                          visible balance's (rewritten after each switch)
   matches/part-N.arrow    the match index (matchindex.py)
   matches/_part-N.json    pass-1 stats: written last, so it marks the shard complete
   generations/<id>/       one balance of the match index; <id> is CurateConfig.balance_id
-    probabilities.npy     p per entry: pass-2 tasks load it (a lost worker loses nothing)
+    probabilities.npy     p per entry (and probabilities_head.npy: p on head entries only):
+                          pass-2 tasks load them from here, so a lost worker loses nothing
     image_dropped/        with --image-column: rows that gave their image to another text
     kept/part-N.parquet   kept rows: the pool's columns + uid
     kept/_part-N.json     pass-2 stats: written after the shard, so it marks it complete
-    entry_counts.parquet  entry_id, entry, count (uint64) [, lang]
+    entry_counts.parquet  entry_id, entry [, lang], count, kept_count (uint64)
     summary.json          written last: the generation is complete when it exists
   current -> generations/<id>        the visible generation, switched in one step
   kept -> current/kept               what readers open: `pq.read_table("out/kept")`
   entry_counts.parquet -> current/entry_counts.parquet
   summary.json -> current/summary.json
+  report/                 `gpu-curate report`: plots, head_tail.md, datacard.md (report.py)
 
 Why a symlink: every output of a balance (kept shards, their markers, counts,
 summary) is written inside its own generation directory, and `current` is
@@ -55,6 +59,7 @@ class Generation:
     counts = property(lambda self: self.root / "entry_counts.parquet")
     summary = property(lambda self: self.root / "summary.json")
     probabilities = property(lambda self: self.root / "probabilities.npy")
+    head_probabilities = property(lambda self: self.root / "probabilities_head.npy")  # p, tail entries zeroed
     image_dropped = property(lambda self: self.root / "image_dropped")
 
     @property
@@ -92,6 +97,13 @@ class OutDir:
         """matches/part-N.arrow: the match index (matchindex.py)."""
         _only_matches(stage)
         return self.matches / f"{part.shard}.arrow"
+
+    def has_shards(self) -> bool:
+        """Whether a run left outputs here (a finished pass-1 partition, or a
+        generation: a `balance --out` directory has no match index of its own).
+        Until then, --out may take another run; after, a generation of the
+        other run could be taken for this one's."""
+        return any(self.matches.glob("_part-*.json")) or (self.out / GENERATIONS).is_dir()
 
     def marker(self, stage: str, part: Partition) -> Path:
         """Stats of a finished match shard; the leading _ hides it from dataset readers."""

@@ -1,72 +1,323 @@
-"""Pool files in: finding them, cutting them into partitions, reading a partition.
+"""Pool files in: finding them (and saying what was skipped) and cutting them
+into partitions. Reading: readers.py; what identifies them: identity.py.
 
-A pool is one or more files (parquet, jsonl, csv/tsv, txt; each optionally
-.gz), directories or globs. It is cut into partitions of at most
-`partition_rows` rows: row ranges of a parquet file (reading only the row
-groups that overlap), line ranges of an uncompressed txt/tsv file (found by
-one streaming pass over its newlines), or one whole csv, jsonl or .gz file.
-Each partition is read on its own, so memory is bounded by the partition,
-never by the pool.
+A pool is one or more files (parquet, jsonl, csv/tsv, txt, each optionally
+.gz; WebDataset .tar/.tar.gz shards), directories (searched recursively) or
+globs, as local paths or fsspec URLs. Inside directories and globs, names
+starting with `.` or `_`, img2dataset's `*_stats.json` and a tar beside a
+parquet of the same name (img2dataset's two copies of one shard) are skipped
+and listed; what cannot be read (an unreadable directory, a broken symlink
+named like a pool file, a file without read permission) is refused. Files
+named one by one are read as named.
+
+The pool is cut into partitions of at most `partition_rows` rows: row ranges
+of a parquet file (reading only the row groups that overlap), line ranges of
+an uncompressed txt/tsv file (found by one streaming pass over its newlines),
+or one whole csv, jsonl, .gz or tar file. Each partition is read on its own
+(readers.py), so memory is bounded by the partition, never by the pool.
 """
 
 from __future__ import annotations
 
 import glob
-import gzip
 import os
-from dataclasses import dataclass
-from pathlib import Path
+import posixpath
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import PurePosixPath
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.json as pajson
-import pyarrow.parquet as pq
 
 from .errors import InputError
+from .fs import filesystem_error, is_url, one_line, open_file, quote_path, split_url
+from .readers import LINE_FORMATS, delimited_header, parquet_file
+from .readers import read_partition, read_rows  # noqa: F401  (re-exported: the pool's readers)
+from .webdataset import DEFAULT_TAR_TEXT, check_tar_text
 
-FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "txt"}
-TXT_COLUMN = "text"  # the one column of a .txt pool (one text per line)
+FORMATS = {
+    ".parquet": "parquet",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "txt",
+    ".tar": "tar",
+    ".tgz": "tar",
+}
+
+HIDDEN = "name starts with . or _"
+STATS = "img2dataset stats file"
+NOT_A_POOL_FORMAT = "not a pool format"
+DIR_LINK = "symlink to a directory (not followed)"
+NOT_REGULAR = "not a regular file"
+BROKEN_LINK = "broken symlink"
+# img2dataset writes each shard as NNNNN.parquet and NNNNN.tar: the parquet is read
+# (columnar; note that it also lists the failed downloads, see its status column).
+TWIN = "img2dataset tar beside its parquet (the parquet is read)"
 
 
-def file_format(path: Path) -> str:
-    suffixes = [s.lower() for s in path.suffixes]
+def file_format(path: str) -> str:
+    suffixes = [s.lower() for s in PurePosixPath(str(path).replace(os.sep, "/")).suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes.pop()
     fmt = FORMATS.get(suffixes[-1] if suffixes else "")
     if fmt is None:
-        raise InputError(f"{path}: unknown pool format (expected {', '.join(sorted(FORMATS))}, optionally .gz)")
+        raise InputError(
+            f"{quote_path(path)}: unknown pool format (expected {', '.join(sorted(FORMATS))}, optionally .gz)"
+        )
     return fmt
 
 
-def expand_inputs(inputs: list[str | Path]) -> list[Path]:
-    """Files named, found in directories (recursively) or matched by globs, sorted."""
-    files: list[Path] = []
-    for item in inputs:
-        item = str(item)
-        if os.path.isdir(item):
-            found = sorted(p for p in Path(item).rglob("*") if p.is_file() and _is_pool_file(p))
-        elif any(c in item for c in "*?["):
-            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if os.path.isfile(p))
-        elif os.path.isfile(item):
-            found = [Path(item)]
-        else:
-            raise InputError(f"{item}: no such file or directory")
-        if not found:
-            raise InputError(f"{item}: no pool files found")
-        files.extend(found)
-    seen = set()
-    return [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
-
-
-def _is_pool_file(p: Path) -> bool:
+def _is_pool_name(path: str) -> bool:
     try:
-        file_format(p)
+        file_format(path)
     except InputError:
         return False
-    return not p.name.startswith((".", "_"))
+    return True
 
 
+@dataclass(frozen=True)
+class PoolFile:
+    """One pool file: where it is, its name in uids and the summary, and what identifies its contents."""
+
+    path: str  # a local path (as found) or a URL
+    key: str  # the resolved local path or the URL: the same file however it was named
+    format: str
+    size: int
+    version: str  # local: mtime in ns; remote: the store's ETag / generation / mtime, whichever it gives
+    name: str = ""  # relative to the pool's common root: the derived-uid prefix
+
+
+@dataclass
+class Pool:
+    files: list[PoolFile]
+    skipped: list[dict] = field(default_factory=list)  # {"path", "reason"[, "read_instead"]}, in discovery order
+
+
+def find_pool(inputs: list[str], exclude: str | None = None) -> Pool:
+    """The pool's files, in input order (each input's files sorted), each once;
+    `exclude` (the run's --out) is never part of it."""
+    exclude_real = os.path.realpath(exclude) if exclude and not is_url(exclude) else None
+    files: list[PoolFile] = []
+    skipped: list[dict] = []
+    for item in map(str, inputs):
+        fs, path = split_url(item)
+        before = len(skipped)
+        found = _find_local(item, path, exclude_real, skipped) if fs is None else _find_remote(item, fs, path, skipped)
+        if not found:
+            reasons = Counter(s["reason"] for s in skipped[before:])
+            why = "; ".join(f"{reason} ({n})" for reason, n in reasons.most_common())
+            raise InputError(f"{quote_path(item)}: no pool files found" + (f" (skipped: {why})" if why else ""))
+        files.extend(found)
+    seen: set[str] = set()
+    unique = [f for f in files if not (f.key in seen or seen.add(f.key))]
+    return Pool(_named(unique), skipped)
+
+
+def _find_local(item: str, path: str, exclude_real: str | None, skipped: list[dict]) -> list[PoolFile]:
+    if os.path.isdir(path):
+        if exclude_real and os.path.realpath(path) == exclude_real:
+            raise InputError(f"{quote_path(item)}: is the run's --out; give the pool and the outputs different places")
+        listed = _walk(path, exclude_real, skipped)
+    elif glob.has_magic(path):
+        listed = _glob_local(path, exclude_real, skipped)
+    elif os.path.isfile(path):
+        return [_local_file(path)]  # named on its own: read as named
+    elif os.path.islink(path):
+        raise InputError(f"{quote_path(item)}: {BROKEN_LINK} (its target is missing)")
+    else:
+        raise InputError(f"{quote_path(item)}: no such file or directory")
+    return [_local_file(p) for p in _pool_files(listed, skipped)]
+
+
+def _glob_local(pattern: str, exclude_real: str | None, skipped: list[dict]) -> list[str]:
+    """Files matched by a glob, with the directory rules: no hidden path
+    component below the glob's fixed root, --out left out, and every
+    directory the pattern can reach readable (Python's glob passes over an
+    unreadable one in silence)."""
+    root = _glob_root(pattern, os.sep)
+    reach = None if "**" in pattern else pattern[len(root) :].strip(os.sep).count(os.sep) + 1
+    _walk(root or os.curdir, exclude_real, [], depth=reach)  # raises on an unreadable directory
+    listed, hidden_tops = [], set()
+    for p in sorted(glob.glob(pattern, recursive=True)):
+        if exclude_real and _inside(p, exclude_real):
+            continue  # the run's own outputs
+        top = _hidden_top(root, p, os.sep)
+        if top is not None:
+            if top not in hidden_tops:  # a hidden directory is listed once, not file by file
+                hidden_tops.add(top)
+                skipped.append({"path": top, "reason": HIDDEN})
+        elif os.path.islink(p) and not os.path.exists(p):
+            _broken_link(p, skipped)
+        elif os.path.isdir(p):
+            if reach is not None:  # `pool/2024-*` names directories; with ** glob lists their files itself
+                listed.extend(_walk(p, exclude_real, skipped))
+        elif os.path.isfile(p):
+            listed.append(p)
+        else:
+            skipped.append({"path": p, "reason": NOT_REGULAR})
+    return listed
+
+
+def _glob_root(pattern: str, sep: str = "/") -> str:
+    """The directory part of a glob before its first wildcard ("" for none, "/" for the root)."""
+    parts = pattern.split(sep)
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    return sep.join(parts[:fixed]) or (sep if pattern.startswith(sep) else "")
+
+
+def _hidden_top(root: str, path: str, sep: str) -> str | None:
+    """The path down to the first component below `root` whose name starts with . or _, or None."""
+    prefix = root if not root or root.endswith(sep) else root + sep
+    parts = (path[len(prefix) :] if path.startswith(prefix) else path).split(sep)
+    hidden = next((i for i, part in enumerate(parts) if part.startswith((".", "_"))), None)
+    return None if hidden is None else prefix + sep.join(parts[: hidden + 1])
+
+
+def _inside(path: str, directory: str) -> bool:
+    real = os.path.realpath(path)
+    return real == directory or real.startswith(directory + os.sep)
+
+
+def _walk(top: str, exclude_real: str | None, skipped: list[dict], depth: int | None = None) -> list[str]:
+    """Files under `top` (down to `depth` levels; None: all), sorted by name at
+    each level. Unlike Path.rglob, an unreadable directory is an error, not
+    silently empty."""
+    try:
+        with os.scandir(top) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as e:
+        raise InputError(
+            f"{quote_path(top)}: cannot list this pool directory ({e.strerror or one_line(e)}); "
+            "make it readable or move it out of the pool"
+        ) from None
+    files = []
+    for e in entries:
+        if e.name.startswith((".", "_")):
+            skipped.append({"path": e.path, "reason": HIDDEN})
+        elif e.is_symlink() and not os.path.exists(e.path):
+            _broken_link(e.path, skipped)
+        elif e.is_dir():
+            if exclude_real and os.path.realpath(e.path) == exclude_real:
+                continue  # the run's own outputs: never pool files
+            if e.is_symlink():
+                skipped.append({"path": e.path, "reason": DIR_LINK})
+            elif depth is None or depth > 1:
+                files.extend(_walk(e.path, exclude_real, skipped, None if depth is None else depth - 1))
+        elif e.is_file():
+            files.append(e.path)
+        else:
+            skipped.append({"path": e.path, "reason": NOT_REGULAR})
+    return files
+
+
+def _broken_link(path: str, skipped: list[dict]) -> None:
+    if _is_pool_name(path):  # meant to be read: refuse rather than leave its rows out
+        raise InputError(f"{quote_path(path)}: {BROKEN_LINK} (its target is missing); fix it or remove it")
+    skipped.append({"path": path, "reason": BROKEN_LINK})
+
+
+def _pool_files(paths: list[str], skipped: list[dict]) -> list[str]:
+    """Listed files that are pool files: not stats, not unknown formats, not a tar twin of a parquet."""
+    kept = []
+    for p in paths:
+        if p.lower().endswith("_stats.json"):
+            skipped.append({"path": p, "reason": STATS})
+        elif not _is_pool_name(p):
+            skipped.append({"path": p, "reason": NOT_A_POOL_FORMAT})
+        else:
+            kept.append(p)
+    parquet = {p[: -len(".parquet")]: p for p in kept if p.lower().endswith(".parquet")}
+    result = []
+    for p in kept:
+        twin = parquet.get(_tar_stem(p)) if file_format(p) == "tar" else None
+        if twin is not None:
+            skipped.append({"path": p, "reason": TWIN, "read_instead": twin})
+        else:
+            result.append(p)
+    return result
+
+
+def _tar_stem(path: str) -> str:
+    lower = path.lower()
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        if lower.endswith(suffix):
+            return path[: -len(suffix)]
+    return path
+
+
+def _local_file(path: str) -> PoolFile:
+    fmt = file_format(path)
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{quote_path(path)}: no read permission")
+    st = os.stat(path)
+    return PoolFile(path, os.path.realpath(path), fmt, st.st_size, str(st.st_mtime_ns))
+
+
+def _find_remote(url: str, fs, path: str, skipped: list[dict]) -> list[PoolFile]:
+    magic = glob.has_magic(path)
+    try:
+        if magic:
+            infos = fs.glob(path, detail=True)
+        elif fs.isdir(path):
+            infos = fs.find(path, detail=True)
+        else:  # named on its own: read as named
+            info = fs.info(path)
+            return [PoolFile(url, fs.unstrip_protocol(path), file_format(path), int(info["size"]), _version(info))]
+    except InputError:
+        raise
+    except Exception as e:  # each store raises its own types (see fs.filesystem_error)
+        raise filesystem_error(url, e) from None
+    root = _glob_root(path) if magic else path.rstrip("/")
+    listed, hidden_tops = {}, set()
+    for p in sorted(infos):
+        if infos[p].get("type", "file") != "file":
+            continue
+        top = _hidden_top(root, p, "/")
+        if top is None:
+            listed[fs.unstrip_protocol(p)] = infos[p]
+        elif top not in hidden_tops:  # a hidden directory is listed once, not file by file
+            hidden_tops.add(top)
+            skipped.append({"path": fs.unstrip_protocol(top), "reason": HIDDEN})
+    return [
+        PoolFile(u, u, file_format(u), int(listed[u]["size"]), _version(listed[u]))
+        for u in _pool_files(list(listed), skipped)
+    ]
+
+
+# What stores report that changes when an object is rewritten; each gives some of these.
+_VERSION_KEYS = ("ETag", "etag", "generation", "blob_id", "VersionId", "mtime", "LastModified", "updated", "created")
+
+
+def _version(info: dict) -> str:
+    values = []
+    for k in _VERSION_KEYS:
+        if info.get(k) is not None:
+            v = info[k]
+            values.append(f"{k}={v.timestamp() if isinstance(v, datetime) else v}")
+    return ",".join(values)
+
+
+def _named(files: list[PoolFile]) -> list[PoolFile]:
+    """Name each file relative to the pool's common root (the derived-uid
+    prefix: `pool.parquet:17`). Local and remote files mixed in one pool
+    keep their full path or URL as name, so no two names collide."""
+    if not files:
+        return files
+    schemes = {f.key.split("://")[0] if is_url(f.key) else "" for f in files}
+    if len(schemes) > 1:
+        return [replace(f, name=f.key) for f in files]
+    if not is_url(files[0].key):
+        root = os.path.commonpath([os.path.dirname(f.key) for f in files])
+        return [replace(f, name=os.path.relpath(f.key, root)) for f in files]
+    bare = [f.key.split("://", 1)[1] for f in files]
+    root = posixpath.commonpath([posixpath.dirname(b) for b in bare])
+    return [replace(f, name=posixpath.relpath(b, root)) for f, b in zip(files, bare)]
+
+
+# -- partitions ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Partition:
     """A slice of one pool file; its index names its output shards."""
@@ -78,51 +329,50 @@ class Partition:
     first_row: int  # row number in the file of the partition's first row
     num_rows: int | None  # None: to the end of the file
     byte_range: tuple[int, int] | None = None  # txt/tsv: the bytes of whole lines this partition reads
+    tar_text: str = DEFAULT_TAR_TEXT  # tar: the member (or json key) holding the text
 
     @property
     def shard(self) -> str:
         return f"part-{self.index:06d}"
 
 
-def plan_partitions(files: list[Path], partition_rows: int, text_column: str = TXT_COLUMN) -> list[Partition]:
+def plan_partitions(
+    files: list[PoolFile], partition_rows: int, text_column: str = "text", tar_text: str = DEFAULT_TAR_TEXT
+) -> list[Partition]:
     """Cut the pool into partitions of at most `partition_rows` rows: row
     ranges of parquet files, line ranges of uncompressed txt/tsv files, whole
-    files otherwise."""
-    root = Path(os.path.commonpath([str(f.resolve().parent) for f in files])) if files else Path(".")
+    files otherwise (one per tar: its texts, never its images, are held)."""
+    check_tar_text(tar_text)
     parts: list[Partition] = []
     for f in files:
-        fmt = file_format(f)
-        name = str(f.resolve().relative_to(root))
+        fmt = f.format
         if fmt == "parquet":
-            try:
-                total = pq.ParquetFile(f).metadata.num_rows
-            except (pa.ArrowInvalid, OSError) as e:
-                raise InputError(f"{f}: not a readable parquet file ({_one_line(e)})") from None
+            total = parquet_file(f.path).metadata.num_rows
             for first in range(0, max(total, 1), partition_rows):
-                parts.append(Partition(len(parts), str(f), name, fmt, first, min(partition_rows, total - first)))
-        elif fmt in LINE_FORMATS and f.suffix.lower() != ".gz":
-            skip_header = fmt == "tsv" and _column_names(f, fmt, text_column)[1]
-            for start, end, first, num in line_ranges(f, partition_rows, skip_header):
-                parts.append(Partition(len(parts), str(f), name, fmt, first, num, (start, end)))
+                parts.append(Partition(len(parts), f.path, f.name, fmt, first, min(partition_rows, total - first)))
+        elif fmt in LINE_FORMATS and not f.path.lower().endswith(".gz"):
+            try:
+                skip_header = fmt == "tsv" and delimited_header(f.path, fmt, text_column)[1]
+                ranges = line_ranges(f.path, partition_rows, skip_header)
+            except OSError as e:
+                raise InputError(f"{quote_path(f.path)}: cannot read ({one_line(e)})") from None
+            for start, end, first, num in ranges:
+                parts.append(Partition(len(parts), f.path, f.name, fmt, first, num, (start, end)))
         else:
-            parts.append(Partition(len(parts), str(f), name, fmt, 0, None))
+            parts.append(Partition(len(parts), f.path, f.name, fmt, 0, None, tar_text=tar_text))
     return parts
 
 
-# Formats whose rows are exactly their lines (blank lines too), so a file can be
-# cut at line ends and row numbers stay those of the whole file. csv may quote
-# newlines; the jsonl reader skips blank lines; .gz cannot seek.
-LINE_FORMATS = ("txt", "tsv")
 _BLOCK = 1 << 26
 
 
-def line_ranges(path: Path, rows: int, skip_header: bool) -> list[tuple[int, int, int, int]]:
+def line_ranges(path: str, rows: int, skip_header: bool) -> list[tuple[int, int, int, int]]:
     """(byte start, byte end, first row, rows) of consecutive runs of at most
     `rows` whole lines, found with one streaming pass over the file."""
-    size = path.stat().st_size
     ranges: list[tuple[int, int, int, int]] = []
     start = first = seen = pos = 0  # open range's byte start and first row; complete lines seen; block offset
-    with open(path, "rb") as f:
+    last = b"\n"
+    with open_file(str(path)) as f:
         if skip_header:
             start = pos = len(f.readline())
         while block := f.read(_BLOCK):
@@ -132,119 +382,18 @@ def line_ranges(path: Path, rows: int, skip_header: bool) -> list[tuple[int, int
                 start, first = int(ends[i]), first + rows
             seen += len(ends)
             pos += len(block)
+            last = block[-1:]
+    size = pos
     if start < size or not ranges:  # the rest; its last line may lack a newline
-        partial = 1 if start < size and not _ends_with_newline(path, size) else 0
+        partial = 1 if start < size and last != b"\n" else 0
         ranges.append((start, size, first, seen - first + partial))
     return ranges
 
 
-def _ends_with_newline(path: Path, size: int) -> bool:
-    with open(path, "rb") as f:
-        f.seek(size - 1)
-        return f.read(1) == b"\n"
-
-
-def _column_names(path: Path, fmt: str, text_column: str) -> tuple[list[str], bool]:
-    """(column names, whether the first line is a header). A TSV whose first
-    line does not name `text_column` is headerless: `text<TAB>url<TAB>...`
-    (CC3M's layout)."""
-    with _open(path) as f:
-        head = f.readline().rstrip(b"\r\n").split(b"\t" if fmt == "tsv" else b",")
-    names = [h.decode("utf-8", "replace") for h in head]
-    if fmt == "tsv" and text_column not in names:
-        return ([text_column, "url"] + [f"column_{i}" for i in range(2, len(head))])[: len(head)], False
-    return names, True
-
-
-def read_partition(part: Partition, columns: list[str] | None, text_column: str) -> pa.Table:
-    """The partition's rows; `columns` None means all. The text column of
-    text formats is read as binary so invalid UTF-8 can be counted, not fatal."""
-    path = Path(part.path)
-    try:
-        if part.format == "parquet":
-            return _read_parquet_rows(path, part.first_row, part.num_rows, columns)
-        if part.format == "txt":
-            table = pa.table({TXT_COLUMN: _lines(_read_bytes(path, part.byte_range))})
-        elif part.format == "jsonl":
-            table = pajson.read_json(path)
-        else:
-            table = _read_delimited(path, part.format, text_column, part.byte_range)
-    except InputError:
-        raise
-    except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError, ValueError) as e:
-        raise InputError(f"{path}: cannot read {part.format} ({_one_line(e)})") from None
-    _check_columns(path, table.column_names, columns)
-    return table.select(columns) if columns is not None else table
-
-
-def _read_parquet_rows(path: Path, first: int, num: int | None, columns: list[str] | None) -> pa.Table:
-    f = pq.ParquetFile(path)
-    _check_columns(path, f.schema_arrow.names, columns)
-    meta = f.metadata
-    num = meta.num_rows - first if num is None else num
-    groups, start, group_first = [], 0, None
-    for g in range(meta.num_row_groups):
-        n = meta.row_group(g).num_rows
-        if start < first + num and start + n > first:
-            groups.append(g)
-            group_first = start if group_first is None else group_first
-        start += n
-    if not groups:
-        return f.schema_arrow.empty_table().select(columns) if columns else f.schema_arrow.empty_table()
-    return f.read_row_groups(groups, columns=columns).slice(first - group_first, num)
-
-
-def _one_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-
-
-def _check_columns(path: Path, have: list[str], want: list[str] | None) -> None:
-    missing = [c for c in want or [] if c not in have]
-    if missing:
-        raise InputError(f"{path}: no column {missing[0]!r} (columns: {', '.join(have)})")
-
-
-def _open(path: Path):
-    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
-
-
-def _read_bytes(path: Path, byte_range: tuple[int, int] | None) -> bytes:
-    with _open(path) as f:
-        if byte_range is None:
-            return f.read()
-        f.seek(byte_range[0])
-        return f.read(byte_range[1] - byte_range[0])
-
-
-def _lines(data: bytes) -> pa.Array:
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return pa.array([ln[:-1] if ln.endswith(b"\r") else ln for ln in lines], type=pa.large_binary())
-
-
-def _read_delimited(path: Path, fmt: str, text_column: str, byte_range: tuple[int, int] | None = None) -> pa.Table:
-    """CSV with a header row; TSV with a header row or headerless (see
-    _column_names). A TSV line range is parsed with the file's column names.
-    Blank TSV lines are rows (of empty values), so rows are lines."""
-    parse = pacsv.ParseOptions(
-        delimiter="\t" if fmt == "tsv" else ",",
-        quote_char=False if fmt == "tsv" else '"',
-        newlines_in_values=fmt == "csv",
-        ignore_empty_lines=fmt != "tsv",
-    )
-    names, has_header = _column_names(path, fmt, text_column)
-    # Names are given where the bytes parsed hold no header: a headerless file, or a line range.
-    read = pacsv.ReadOptions(block_size=1 << 26, column_names=None if has_header and not byte_range else names)
-    convert = pacsv.ConvertOptions(column_types={text_column: pa.large_binary()}, strings_can_be_null=False)
-    source = path if byte_range is None else pa.BufferReader(_read_bytes(path, byte_range))
-    return pacsv.read_csv(source, read_options=read, parse_options=parse, convert_options=convert)
-
-
-def read_table(path: str | Path, columns: list[str] | None = None, text_column: str = TXT_COLUMN) -> pa.Table:
+def read_table(path: str, columns: list[str] | None = None, text_column: str = "text") -> pa.Table:
     """Read one whole pool file (the `match` command)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    fmt = file_format(path)
-    return read_partition(Partition(0, str(path), path.name, fmt, 0, None), columns, text_column)
+    files = find_pool([str(path)]).files
+    if len(files) != 1:
+        raise InputError(f"{quote_path(path)}: not one pool file ({len(files)} found)")
+    f = files[0]
+    return read_partition(Partition(0, f.path, f.name, f.format, 0, None), columns, text_column)

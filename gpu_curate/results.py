@@ -31,7 +31,7 @@ class MatchResult:
         return pa.LargeListArray.from_arrays(pa.array(self.offsets), pa.array(self.entry_ids))
 
     def counts(self, n_entries: int) -> np.ndarray:
-        """Rows matching each entry (SPEC section 5), uint64."""
+        """Rows matching each entry (docs/semantics.md section 5), uint64."""
         return np.bincount(self.entry_ids, minlength=n_entries).astype(np.uint64)
 
     @staticmethod

@@ -26,7 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import OutputError, quote
+from .errors import OutputError
+from .fs import quote_path
 from .faults import checkpoint
 
 _TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # what mkstemp and _temporary_name make
@@ -66,7 +67,7 @@ def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
         tmp = None
         checkpoint(path, "after-rename")
     except OSError as e:
-        raise OutputError(f"{quote(path)}: cannot write ({_reason(e)})") from e
+        raise OutputError(f"{quote_path(path)}: cannot write ({_reason(e)})") from e
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -109,7 +110,7 @@ def read_json(path: str | Path):
             return json.load(f)
     except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         why = _reason(e) if isinstance(e, OSError) else " ".join(str(e).split())
-        raise OutputError(f"{quote(path)}: cannot read ({why})") from e
+        raise OutputError(f"{quote_path(path)}: cannot read ({why})") from e
 
 
 def replace_symlink(path: str | Path, target: str) -> None:
@@ -124,7 +125,7 @@ def replace_symlink(path: str | Path, target: str) -> None:
         tmp = None
         checkpoint(path, "after-rename")
     except OSError as e:
-        raise OutputError(f"{quote(path)}: cannot link to {quote(target)} ({_reason(e)})") from e
+        raise OutputError(f"{quote_path(path)}: cannot link to {quote_path(target)} ({_reason(e)})") from e
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
@@ -137,7 +138,7 @@ def publish_dir(tmp: str | Path, path: str | Path) -> None:
         os.rename(tmp, path)
         checkpoint(path, "after-rename")
     except OSError as e:
-        raise OutputError(f"{quote(path)}: cannot publish ({_reason(e)})") from e
+        raise OutputError(f"{quote_path(path)}: cannot publish ({_reason(e)})") from e
 
 
 def temporary_dir(path: str | Path) -> Path:
@@ -159,7 +160,7 @@ def remove_tree(path: str | Path) -> None:
         checkpoint(path, "after-rename")
         _remove(trash)
     except OSError as e:
-        raise OutputError(f"{quote(path)}: cannot remove ({_reason(e)})") from e
+        raise OutputError(f"{quote_path(path)}: cannot remove ({_reason(e)})") from e
 
 
 def remove_temporaries(root: str | Path) -> int:
@@ -176,7 +177,7 @@ def remove_temporaries(root: str | Path) -> int:
         try:
             _remove(path)
         except OSError as e:
-            raise OutputError(f"{quote(path)}: cannot remove a leftover temporary ({_reason(e)})") from e
+            raise OutputError(f"{quote_path(path)}: cannot remove a leftover temporary ({_reason(e)})") from e
     return len(found)
 
 

@@ -69,3 +69,17 @@ def invalid_utf8_rows(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
         chunks = [invalid_utf8_rows(c) for c in texts.chunks]
         return np.concatenate(chunks) if chunks else np.zeros(0, bool)
     return _core.invalid_utf8(*column_buffers(texts))
+
+
+def text_as_string(table: pa.Table, column: str) -> pa.Table:
+    """The text column as strings where it was read as bytes (text formats),
+    each row's bytes untouched: a text that is not valid UTF-8 (it matched on
+    its bytes) is written as it was, and counted by the caller."""
+    import pyarrow.compute as pc
+
+    i = table.column_names.index(column)
+    kind = table.schema.field(i).type
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        as_string = pc.CastOptions(target_type=pa.large_string(), allow_invalid_utf8=True)
+        table = table.set_column(i, column, pc.cast(table.column(i), options=as_string))
+    return table

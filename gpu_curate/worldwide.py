@@ -1,4 +1,4 @@
-"""Per-language metadata (MetaCLIP 2, SPEC.md section 1).
+"""Per-language metadata (MetaCLIP 2, docs/semantics.md section 1).
 
 A `MetadataSet` is one entry list (lang None: every row is matched against
 it) or one list per language code. Per-language lists share one global id
@@ -107,20 +107,25 @@ class MetadataSet:
     def lang_ranges(self) -> dict[str, tuple[int, int]]:
         return {lang: (self.bases[lang], self.bases[lang] + len(md)) for lang, md in self.lists.items()}
 
+    def list_of_rows(self, langs: pa.Array | None) -> np.ndarray:
+        """Per row, the position in `lists` of the list it is matched against:
+        its language's, else `other`'s, else -1 (none). int32."""
+        if langs is None:
+            raise MetadataError("per-language metadata needs the pool's language column (--lang-column)")
+        langs = langs.combine_chunks() if isinstance(langs, pa.ChunkedArray) else langs
+        names = list(self.lists)
+        found = pc.index_in(langs.cast(pa.string()), value_set=pa.array(names, pa.string()))
+        fallback = names.index(OTHER) if OTHER in self.lists else -1
+        return pc.fill_null(found, fallback).to_numpy(zero_copy_only=False).astype(np.int32)
+
     def match(self, texts: pa.Array, langs: pa.Array | None, device: str = "cpu", threads: int | None = None):
         """(MatchResult, rows whose language has no list) for one partition."""
         if not self.worldwide:
             return match(texts, self.automaton(None), device, threads), 0
-        if langs is None:
-            raise MetadataError("per-language metadata needs the pool's language column (--lang-column)")
-        langs = langs.combine_chunks() if isinstance(langs, pa.ChunkedArray) else langs
         texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
         n = len(texts)
         names = list(self.lists)
-        # The list each row is matched against: its language's, else `other`'s, else none (-1).
-        list_of_row = pc.index_in(langs.cast(pa.string()), value_set=pa.array(names, pa.string()))
-        fallback = names.index(OTHER) if OTHER in self.lists else -1
-        list_of_row = pc.fill_null(list_of_row, fallback).to_numpy(zero_copy_only=False)
+        list_of_row = self.list_of_rows(langs)
         no_list = int((list_of_row < 0).sum())
         counts = np.zeros(n, np.int64)
         pieces = []  # (row indices, result) per language

@@ -2,12 +2,16 @@
 
 The CPU engine is these headers compiled into gpu_curate._core at install
 time; the GPU engine is gpu_curate.cu compiled by NVRTC through CuPy at run
-time, once per process (`raw_module`).
+time, once per process (`raw_module`); the emulated device is gpu_curate.cu
+compiled for the host under emulation.cuh into gpu_curate._emulated_device
+at install time. This module imports only the standard library: setup.py
+loads it to fingerprint the source it compiles.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from pathlib import Path
 
@@ -25,6 +29,9 @@ KERNEL_NAMES = (
     "gc::keep_rows",
     "gc::hash_rows<int32_t>",
     "gc::hash_rows<int64_t>",
+    "gc::invalid_utf8_rows<int32_t>",
+    "gc::invalid_utf8_rows<int64_t>",
+    "gc::derived_uid_keys",
 )
 NVRTC_OPTIONS = ("-std=c++17",)
 
@@ -63,14 +70,22 @@ def _inline(path: Path, seen: set[Path], out: list[str]) -> None:
             out.append(line)
 
 
+def source_fingerprint(text: str) -> str:
+    """SHA-256 of a source() text without its #line directives (which hold
+    absolute paths): equal for equal kernel code wherever it is installed.
+    The emulated device carries the fingerprint of the source it was built
+    from, and refuses to stand in for any other."""
+    lines = [line for line in text.splitlines() if not line.startswith("#line ")]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
 @functools.cache
-def raw_module():
-    """The kernels as a cupy.RawModule, built once per process.
+def raw_module(cupy):
+    """The kernels as a RawModule of `cupy` (the real CuPy, or the emulated
+    device's stand-in: gpu_curate.gpu_backend.cupy()), built once per process.
 
     CuPy compiles on first use for the current device and keeps the binary in
     its kernel cache (~/.cupy/kernel_cache), so later processes skip NVRTC.
     Dask-CUDA runs one process per GPU, so one module per process suffices.
     """
-    import cupy
-
     return cupy.RawModule(code=source(), options=NVRTC_OPTIONS, name_expressions=KERNEL_NAMES)

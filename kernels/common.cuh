@@ -28,7 +28,7 @@ GC_HD uint64_t mix64(uint64_t z) {
 }
 
 // 64-bit hash of a byte string: FNV-1a, then mixed with the length.
-// The hash of string uids (sample.cuh); documented in README. Vocabulary
+// The hash of string uids (sample.cuh; docs/semantics.md section 7). Vocabulary
 // look-ups use token_key below instead.
 constexpr uint64_t kFnvBasis = 0xcbf29ce484222325ULL;
 
@@ -56,7 +56,7 @@ GC_HD uint64_t hash_prefixed_decimal(const uint8_t* prefix, int64_t n, uint64_t 
 
 // Well-formed UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing
 // above U+10FFFF; what Python's and Arrow's validators accept. Invalid text
-// still matches on its bytes (SPEC section 2); this only counts it.
+// still matches on its bytes (docs/semantics.md section 2); this only counts it.
 GC_HD bool is_valid_utf8(const uint8_t* p, int64_t n) {
   int64_t i = 0;
   while (i < n) {

@@ -1,4 +1,4 @@
-// The matching walk (SPEC.md sections 2-4), shared by the CPU and GPU engines.
+// The matching walk (docs/semantics.md sections 2-4), shared by the CPU and GPU engines.
 //
 // A text is read as the virtual byte stream of its spaced form
 // " " + spacing(text) + " ", never materialized. Two Aho-Corasick automata
@@ -79,7 +79,7 @@ struct Tables {
   const Slot* byte_root;  // [256] the byte automaton's root row
 };
 
-// Spacing classes (SPEC section 2) as one 64-bit mask over bytes < 64;
+// Spacing classes (docs/semantics.md section 2) as one 64-bit mask over bytes < 64;
 // '`' (0x60) is the only delimiter above.
 constexpr uint64_t kSpaceMask = (1ULL << ' ') | (1ULL << '\t') | (1ULL << '\n') | (1ULL << '\r');
 constexpr uint64_t kPunctMask =
@@ -159,7 +159,7 @@ GC_HD uint64_t token_key_at(const uint8_t* p, int64_t n, const uint8_t* limit) {
   return token_key(p, n);
 }
 
-// Splits a text's spaced stream into tokens (SPEC section 2): tokens end at
+// Splits a text's spaced stream into tokens (docs/semantics.md section 2): tokens end at
 // a space-like byte or a wrapped mark, and a wrapped mark is a token of its own.
 struct TokenScanner {
   const uint8_t* s;

@@ -1,27 +1,45 @@
+import os
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Real corpora (see shared/data/README.md there): beside the repository by default;
+# GPU_CURATE_SHARED_DATA points elsewhere, or at nothing to run the suite without them.
+SHARED_DATA = Path(os.environ.get("GPU_CURATE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
-def _gpu_ready() -> bool:
-    try:
-        from gpu_curate import gpu_engine
-    except ImportError:
-        return False
-    return gpu_engine.available()
+def skip_unless_gpu(need_cudf: bool = False) -> None:
+    """The one readiness check of every GPU test: CuPy and a CUDA device, or
+    the emulated device under GPU_CURATE_EMULATE=1 (which has no cuDF)."""
+    from gpu_curate import gpu_backend
+
+    absent = gpu_backend.missing(need_cudf)
+    if absent:
+        hint = "" if gpu_backend.emulated() else f" ({gpu_backend.EMULATE_ENV}=1 runs these on the emulated device)"
+        pytest.skip(f"no GPU engine here: missing {', '.join(absent)}{hint}")
+
+
+@pytest.fixture
+def gpu():
+    skip_unless_gpu()
+
+
+@pytest.fixture
+def cudf(gpu):
+    skip_unless_gpu(need_cudf=True)
+    return pytest.importorskip("cudf", exc_type=ImportError)
 
 
 # One engine list for every test that compares against the oracle: the GPU
-# engine runs where a CUDA device is present and is skipped elsewhere.
+# engine runs where a CUDA device (or the emulated one) is present and is
+# skipped elsewhere.
 ENGINES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
 
 
 @pytest.fixture(params=ENGINES)
 def engine(request):
-    if request.param == "gpu" and not _gpu_ready():
-        pytest.skip("no CUDA device with CuPy here")
+    if request.param == "gpu":
+        skip_unless_gpu()
     return request.param
 
 
@@ -36,5 +54,5 @@ def _automaton_cache(tmp_path_factory):
 def shared(rel: str) -> Path:
     path = SHARED_DATA / rel
     if not path.exists():
-        pytest.skip(f"shared data {rel} not found beside the repo")
+        pytest.skip(f"shared data {rel} not found in {SHARED_DATA} (set GPU_CURATE_SHARED_DATA)")
     return path

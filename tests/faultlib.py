@@ -115,7 +115,7 @@ def visible(out: Path) -> dict | None:
     counts = pq.read_table(out / "entry_counts.parquet")
     assert summary["rows_kept"] == kept.num_rows, "summary.json and kept/ describe different runs"
     assert summary["entries"] == counts.num_rows
-    per_file = {k: v for k, v in summary.items() if k not in ("timings", "versions")}
+    per_file = {k: v for k, v in summary.items() if k not in ("timings", "versions", "command", "curate_command")}
     return {"summary": per_file, "kept": kept, "counts": counts}
 
 

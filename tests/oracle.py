@@ -1,4 +1,4 @@
-"""The naive definition of SPEC.md sections 2-4: the reference every engine must equal."""
+"""The naive definition of docs/semantics.md sections 2-4: the reference every engine must equal."""
 
 WRAPPED = ",.;:?!`"
 

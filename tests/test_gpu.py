@@ -1,8 +1,10 @@
 """The GPU engine equals the CPU engine: match sets, counts and keep decisions.
 
-Tests marked `gpu` need CuPy and a CUDA device and are skipped (never faked)
-without them; the cuDF ones also need cuDF. The unmarked tests check the
-GPU engine's host-side parts everywhere, against the CPU engine.
+Tests marked `gpu` need CuPy and a CUDA device, or the emulated device
+(GPU_CURATE_EMULATE=1), and are skipped without them (conftest.gpu); the
+cuDF ones also need cuDF, which the emulated device does not have. The
+unmarked tests check the GPU engine's host-side parts everywhere, against
+the CPU engine.
 """
 
 import subprocess
@@ -16,20 +18,8 @@ from hypothesis import strategies as st
 
 import gpu_curate as gc
 from conftest import shared
-from gpu_curate import _core, gpu_engine
+from gpu_curate import _core, gpu_backend, gpu_engine, gpu_strings
 from gpu_curate.match import match_cpu
-
-
-@pytest.fixture
-def gpu():
-    absent = gpu_engine.missing(need_cudf=False)
-    if absent:
-        pytest.skip(f"no GPU engine here: missing {', '.join(absent)}")
-
-
-@pytest.fixture
-def cudf(gpu):
-    return pytest.importorskip("cudf", exc_type=ImportError)
 
 
 def _equal(a: gc.MatchResult, b: gc.MatchResult) -> None:
@@ -69,7 +59,7 @@ def small():
 @pytest.mark.parametrize("name,arr", LAYOUTS, ids=[n for n, _ in LAYOUTS])
 def test_arrow_window_is_what_the_cpu_engine_reads(small, name, arr):
     """The bytes copied to the GPU, fed to the host build of the same walk."""
-    w = gpu_engine.arrow_window(arr)
+    w = gpu_strings.arrow_window(arr)
     assert w.offset < 8 and w.offsets[0] == 0 and len(w.chars) == w.offsets[-1]
     offs, ids = _core.match(small.tables, w.chars, w.offsets, w.validity, w.offset, len(arr), 1)
     _equal(gc.MatchResult(offs, ids), match_cpu(arr, small))
@@ -81,7 +71,8 @@ def test_importing_the_gpu_engine_imports_no_gpu_library():
 
 
 def test_require_names_what_is_missing_in_one_line(monkeypatch):
-    monkeypatch.setattr(gpu_engine, "_probe", lambda: ("CuPy", "a CUDA device", "cuDF"))
+    monkeypatch.delenv(gpu_backend.EMULATE_ENV, raising=False)
+    monkeypatch.setattr(gpu_backend, "_probe", lambda emulate: ("CuPy", "a CUDA device", "cuDF"))
     with pytest.raises(gc.DeviceError) as err:
         gpu_engine.require()
     message = str(err.value)

@@ -1,4 +1,4 @@
-"""Every engine equals the naive oracle (SPEC section 4) on a table of cases,
+"""Every engine equals the naive oracle (docs/semantics.md section 4) on a table of cases,
 on random inputs, and on sliced / 64-bit / binary Arrow columns."""
 
 import pyarrow as pa
@@ -38,7 +38,7 @@ CASES = [
 @pytest.mark.parametrize("name,entries,padding,texts,expected", CASES, ids=[c[0] for c in CASES])
 def test_cases(engine, name, entries, padding, texts, expected):
     md = gc.Metadata(entries, padding=padding)
-    assert naive_match(texts, padded_entries(md)) == expected  # the table itself follows SPEC
+    assert naive_match(texts, padded_entries(md)) == expected  # the table itself follows docs/semantics.md
     assert gc.match(texts, md, device=engine).to_lists() == expected
 
 

@@ -16,6 +16,7 @@ import pytest
 
 import gpu_curate as gc
 from gpu_curate import demo_data
+from gpu_curate.cluster import local_cluster
 from gpu_curate.datacomp import datacomp_uids
 from gpu_curate.pipeline import CurateConfig, balance, curate
 
@@ -118,7 +119,7 @@ def test_shuffled_rows_give_the_same_kept_set(tmp_path, reference):
 def test_two_worker_cluster_equals_in_process(tmp_path, reference):
     distributed = pytest.importorskip("distributed")
     pool = make_pool(tmp_path / "pool", n_files=2)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with local_cluster(2, threads_per_worker=1) as cluster:
         with distributed.Client(cluster) as client:
             run(pool, tmp_path / "out", client=client, partition_rows=400)
     assert_same_as_reference(tmp_path / "out", reference)
@@ -301,21 +302,20 @@ def test_datacomp_subset_rejects_other_uids():
 
 
 @pytest.mark.gpu
-def test_gpu_run_keeps_the_same_rows_as_cpu(tmp_path, reference):
+def test_gpu_run_keeps_the_same_rows_as_cpu(gpu, tmp_path, reference):
     """--device gpu: the walk and the keep decision on the GPU, bit for bit."""
-    from gpu_curate import gpu_engine
+    from gpu_curate.gpu_backend import emulated
 
-    if not gpu_engine.available():
-        pytest.skip("no GPU engine here: " + ", ".join(gpu_engine.missing()))
-    run(make_pool(tmp_path / "pool", n_files=2), tmp_path / "out", partition_rows=700, device="gpu")
+    summary = run(make_pool(tmp_path / "pool", n_files=2), tmp_path / "out", partition_rows=700, device="gpu")
     assert_same_as_reference(tmp_path / "out", reference)
+    assert summary["device"] == ("gpu (emulated)" if emulated() else "gpu")
 
 
 def test_cli_on_an_existing_scheduler(tmp_path, reference):
     """--scheduler-address: the run goes to a cluster someone else started."""
-    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("distributed")
     pool = make_pool(tmp_path / "pool", n_files=2)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with local_cluster(2, threads_per_worker=1) as cluster:
         res = subprocess.run(
             curate_command(pool, tmp_path / "out", "--scheduler-address", cluster.scheduler_address, "--quiet"),
             capture_output=True,
@@ -326,7 +326,7 @@ def test_cli_on_an_existing_scheduler(tmp_path, reference):
     assert kept(tmp_path / "out").equals(reference[1])
 
 
-# -- one text per image (SPEC section 7) -----------------------------------------------
+# -- one text per image (docs/semantics.md section 7) -----------------------------------------------
 def image_pool(path, shuffle_seed=None):
     """Three captions per image, some matching nothing; some rows without an image."""
     rng = np.random.default_rng(0)
@@ -380,7 +380,7 @@ def test_image_selection_ignores_partitioning_order_and_cluster(tmp_path):
     one = curate_images(tmp_path, "one", image_pool(tmp_path / "a.parquet"), t=100)
     curate_images(tmp_path, "many", image_pool(tmp_path / "b.parquet", shuffle_seed=5), t=100, partition_rows=250)
     with (
-        distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        local_cluster(2, threads_per_worker=1) as cluster,
         distributed.Client(cluster) as client,
     ):
         curate_images(

@@ -85,7 +85,7 @@ def test_null_texts_are_counted_and_never_kept(tmp_path):
 
 
 def test_invalid_utf8_matches_on_its_bytes_and_is_counted(tmp_path):
-    """SPEC section 2: a text that is not valid UTF-8 matches on its raw bytes
+    """docs/semantics.md section 2: a text that is not valid UTF-8 matches on its raw bytes
     (counted); a kept one is written with its bytes untouched (counted)."""
     pool = tmp_path / "pool.txt"
     pool.write_bytes(b"a dog\nbad \xff\xfe dog\na cat\n\xc0\xaf dog\n")
@@ -124,7 +124,7 @@ def test_corrupt_parquet_names_the_file(tmp_path):
 def test_missing_column_names_file_and_columns(tmp_path):
     pool = tmp_path / "pool.parquet"
     pq.write_table(pa.table({"caption": ["a dog"]}), pool)
-    with pytest.raises(gc.InputError, match=r"pool.parquet: no column 'text' \(columns: caption\)"):
+    with pytest.raises(gc.InputError, match=r"pool.parquet: no column 'text' for --text-column \(columns: caption\)"):
         curate_here(pool, tmp_path / "out")
 
 
@@ -231,11 +231,12 @@ def test_an_explicit_id_column_becomes_the_uid(tmp_path):
 
 
 def test_a_task_error_on_the_cluster_is_one_line_too(tmp_path):
-    res = _cli("curate", str(demo_data.POOL), "--metadata", str(METADATA), "--out", str(tmp_path / "o"), "--quiet")
+    """A null uid is found only by the pass-1 task that reads its row, on a worker."""
+    pool = tmp_path / "pool.parquet"
+    pq.write_table(pa.table({"text": ["a dog"] * 20, "uid": [f"u{i}" for i in range(19)] + [None]}), pool)
+    res = _cli("curate", str(pool), "--metadata", str(METADATA), "--out", str(tmp_path / "o"), "--quiet")
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == [
-        f"gpu-curate: error: {demo_data.POOL}: no column 'text' (columns: URL, TEXT)"
-    ]
+    assert res.stderr.strip().splitlines() == [f"gpu-curate: error: {pool} row 19: null uid in column 'uid'"]
 
 
 # -- line ranges of big text files ------------------------------------------------------
