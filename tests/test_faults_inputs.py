@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -252,7 +253,9 @@ def test_balance_into_another_directory(tmp_path, refs):
     before = sorted((str(p), p.stat().st_mtime_ns) for p in out.rglob("*") if p.name != ".lock")
     assert cli(*balance_args(out, T_B, "--out", tmp_path / "b")).returncode == 0
     assert same(visible(tmp_path / "b"), refs[T_B])
-    assert not (tmp_path / "b" / "matches").exists()  # it reads OUT's match index
+    assert not (tmp_path / "b" / "matches").exists()  # it reads OUT's match index, and so does a Rebalancer
+    uids = pa.concat_arrays(list(gc.Rebalancer.open(tmp_path / "b").kept_uids())).to_pylist()
+    assert sorted(uids) == refs[T_B]["kept"].column("uid").to_pylist()
     assert cli(*balance_args(tmp_path / "b", T_A)).returncode == 0  # a balance --out directory rebalances too
     assert same(visible(tmp_path / "b"), refs[T_A])
     assert before == sorted((str(p), p.stat().st_mtime_ns) for p in out.rglob("*") if p.name != ".lock")
