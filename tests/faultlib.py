@@ -97,8 +97,8 @@ def balance_args(out, t, *extra) -> list:
     return ["balance", out, "--t", t, "--in-process", "--quiet", *extra]
 
 
-def fault(action: str, pattern: str, phase: str, once: Path | None = None) -> dict:
-    env = {"GPU_CURATE_FAULT": f"{action}:{pattern}:{phase}"}
+def fault(action: str, pattern: str, phase: str, once: Path | None = None, nth: int = 1) -> dict:
+    env = {"GPU_CURATE_FAULT": f"{action}:{pattern}:{phase}:{nth}"}
     if once is not None:
         env["GPU_CURATE_FAULT_ONCE"] = str(once)
     return env
@@ -134,17 +134,20 @@ def generations(out: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
 
 
-def write_points(log: Path, out: Path) -> list[tuple[str, str]]:
-    """(pattern, phase) of every write a logged run made, relative to `out`;
-    generation directories are given as `generations/*` so that a pattern
-    fits any balance."""
-    points = []
+def write_points(log: Path, out: Path) -> list[tuple[str, str, int]]:
+    """(pattern, phase, n) of every write a logged run made, relative to
+    `out`: the n-th checkpoint of that pattern and phase (run.json, say, is
+    written at the start and after the switch). Generation directories are
+    given as `generations/*`, so that a pattern fits any balance."""
+    points, seen = [], {}
     for line in log.read_text().splitlines():
         phase, path = line.split("\t")
         rel = os.path.relpath(path, out)
         if rel.startswith(".."):
             continue  # outside --out (the automaton cache)
-        points.append((re.sub(r"^generations/[^/]+", "generations/*", rel), phase))
+        key = (re.sub(r"^generations/[^/]+", "generations/*", rel), phase)
+        seen[key] = seen.get(key, 0) + 1
+        points.append((*key, seen[key]))
     return points
 
 

@@ -69,7 +69,7 @@ def runs(tmp_path_factory):
 
 
 def test_the_write_log_lists_every_kind_of_output(runs):
-    kinds = {pattern for pattern, _ in runs["curate"]}
+    kinds = {pattern for pattern, _, _ in runs["curate"]}
     for expected in (
         "run.json",
         "matches/part-000002.arrow",
@@ -84,15 +84,16 @@ def test_the_write_log_lists_every_kind_of_output(runs):
         "current",
     ):
         assert expected in kinds
-    assert ("generations/*", "after-rename") in runs["balance"]  # the superseded generation's removal
-    assert all(phase in ("before-rename", "after-rename") for _, phase in runs["curate"] + runs["balance"])
+    assert ("generations/*", "after-rename", 1) in runs["balance"]  # the superseded generation's removal
+    assert ("run.json", "after-rename", 2) in runs["curate"]  # run.json's config, after the switch
+    assert all(phase in ("before-rename", "after-rename") for _, phase, _ in runs["curate"] + runs["balance"])
 
 
-def kill_curate(tmp_path, runs, pattern: str, phase: str) -> None:
+def kill_curate(tmp_path, runs, pattern: str, phase: str, nth: int = 1) -> None:
     """curate killed at one write point, then rerun: identical to a clean run."""
-    out = tmp_path / f"out-{abs(hash((pattern, phase)))}"
-    res = cli(*curate_args(out, T_A), env=fault("kill", pattern, phase))
-    assert res.returncode == KILLED, f"the kill at {pattern} {phase} never fired: {res.stderr[-500:]}"
+    out = tmp_path / f"out-{len(list(tmp_path.iterdir()))}"
+    res = cli(*curate_args(out, T_A), env=fault("kill", pattern, phase, nth=nth))
+    assert res.returncode == KILLED, f"the kill at {pattern} {phase} #{nth} never fired: {res.stderr[-500:]}"
     seen = visible(out)
     assert seen is None or same(seen, runs["a"]), f"killed at {pattern} {phase}: a wrong run is visible"
     res = cli(*curate_args(out, T_A))
@@ -101,14 +102,14 @@ def kill_curate(tmp_path, runs, pattern: str, phase: str) -> None:
     assert temporaries(out) == [] and len(generations(out)) == 1
 
 
-def kill_balance(tmp_path, runs, pattern: str, phase: str) -> None:
+def kill_balance(tmp_path, runs, pattern: str, phase: str, nth: int = 1) -> None:
     """The issue's case: a finished T_A run, `balance --t T_B` killed at one
     write point; the directory shows T_A or T_B, complete; going back to
     T_A and forward to T_B again give clean runs' outputs."""
-    out = tmp_path / f"out-{abs(hash((pattern, phase)))}"
+    out = tmp_path / f"out-{len(list(tmp_path.iterdir()))}"
     shutil.copytree(runs["template"], out, symlinks=True)
-    res = cli(*balance_args(out, T_B), env=fault("kill", pattern, phase))
-    assert res.returncode == KILLED, f"the kill at {pattern} {phase} never fired: {res.stderr[-500:]}"
+    res = cli(*balance_args(out, T_B), env=fault("kill", pattern, phase, nth=nth))
+    assert res.returncode == KILLED, f"the kill at {pattern} {phase} #{nth} never fired: {res.stderr[-500:]}"
     seen = visible(out)
     assert same(seen, runs["a"]) or same(seen, runs["b"]), f"killed at {pattern} {phase}: a mix is visible"
     for t, ref in ((T_A, runs["a"]), (T_B, runs["b"])):
@@ -145,16 +146,16 @@ def test_kill_during_balance(tmp_path, runs, pattern, phase):
 @pytest.mark.slow
 def test_kill_at_every_write_point_of_curate(tmp_path, runs):
     points = runs["curate"]
-    for pattern, phase in points:
-        kill_curate(tmp_path, runs, pattern, phase)
+    for pattern, phase, nth in points:
+        kill_curate(tmp_path, runs, pattern, phase, nth)
     print(f"{len(points)} kill points of curate")
 
 
 @pytest.mark.slow
 def test_kill_at_every_write_point_of_balance(tmp_path, runs):
     points = runs["balance"]
-    for pattern, phase in points:
-        kill_balance(tmp_path, runs, pattern, phase)
+    for pattern, phase, nth in points:
+        kill_balance(tmp_path, runs, pattern, phase, nth)
     print(f"{len(points)} kill points of balance")
 
 
@@ -326,9 +327,11 @@ def test_a_cluster_that_gives_up_is_one_line_and_a_rerun_resumes(tmp_path, runs)
 def test_the_hook_fires_on_its_pattern_and_phase_only(tmp_path, monkeypatch):
     """enospc on one path: other paths and the other phase pass; the matching
     write fails as a full disk would, naming the file, and leaves no temporary."""
+    from gpu_curate import faults
     from gpu_curate.errors import OutputError
     from gpu_curate.storage import write_json_atomic
 
+    monkeypatch.setattr(faults, "_seen", {})  # counts of matching checkpoints, per process
     monkeypatch.setenv("GPU_CURATE_FAULT", "enospc:kept/_part-*.json:before-rename")
     write_json_atomic({}, tmp_path / "kept" / "part-000001.json")  # another name
     write_json_atomic({}, tmp_path / "other" / "_part-000001.json")  # another directory
@@ -339,3 +342,8 @@ def test_the_hook_fires_on_its_pattern_and_phase_only(tmp_path, monkeypatch):
     with pytest.raises(OutputError):
         write_json_atomic({}, tmp_path / "kept" / "_part-000001.json")
     assert (tmp_path / "kept" / "_part-000001.json").exists()  # failed after its rename: the file is whole
+    monkeypatch.setenv("GPU_CURATE_FAULT", "enospc:other/*.json:before-rename:2")  # the second match only
+    write_json_atomic({}, tmp_path / "other" / "a.json")
+    with pytest.raises(OutputError, match="b.json"):
+        write_json_atomic({}, tmp_path / "other" / "b.json")
+    write_json_atomic({}, tmp_path / "other" / "c.json")
