@@ -43,7 +43,14 @@ from .pass1 import match_partition
 from .pass2 import balance_partition
 from .identity import changed_input, input_identity
 from .pool import Pool, find_pool, plan_partitions
-from .storage import read_json, remove_temporaries, write_json_atomic, write_npy_atomic, write_parquet_atomic
+from .storage import (
+    read_json,
+    remove_temporaries,
+    temporaries,
+    write_json_atomic,
+    write_npy_atomic,
+    write_parquet_atomic,
+)
 from .summary import Totals, build_summary, format_summary
 from .worldwide import load_cached
 
@@ -73,6 +80,9 @@ def curate(
     identity = cfg.pass1_identity(input_identity(pool.files, cfg.verify_inputs))
     previous, same = _previous_run(lay, identity)  # a different run is refused before a cluster starts
     if same and _complete(cfg, previous, lay):  # only reads: outputs change by atomic renames alone
+        if temporaries(lay.out):  # a kill after the switch left some
+            with OutLock(lay.out), _one_line_errors(lay.out):
+                _remove_temporaries(lay.out, log)
         summary = read_json(lay.summary)
         log(f"{quote_path(lay.out)}: already complete (the same command finished before); nothing to do")
         log(format_summary(summary, timings=False))

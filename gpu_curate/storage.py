@@ -163,16 +163,22 @@ def remove_tree(path: str | Path) -> None:
         raise OutputError(f"{quote_path(path)}: cannot remove ({_reason(e)})") from e
 
 
-def remove_temporaries(root: str | Path) -> int:
-    """Remove the temporaries that killed writes and removals left under
-    `root` (only names this module makes); returns how many. Call it only
-    while holding root's lock, so that no running write loses its file."""
+def temporaries(root: str | Path) -> list[str]:
+    """The temporaries that killed writes and removals left under `root`
+    (only names this module makes), outermost first."""
     found = []
     for parent, dirs, files in os.walk(root):  # links are not followed
         for name in dirs + files:
             if _TEMPORARY.match(name):
                 found.append(os.path.join(parent, name))
         dirs[:] = [d for d in dirs if not _TEMPORARY.match(d)]
+    return found
+
+
+def remove_temporaries(root: str | Path) -> int:
+    """Remove temporaries(root); returns how many. Call it only while
+    holding root's lock, so that no running write loses its file."""
+    found = temporaries(root)
     for path in found:
         try:
             _remove(path)

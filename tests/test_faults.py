@@ -122,14 +122,15 @@ def kill_balance(tmp_path, runs, pattern: str, phase: str, nth: int = 1) -> None
 # By default: a marker's write, a kept shard renamed before its marker (the
 # issue's case), each side of the switch; every other point is in the slow cases.
 @pytest.mark.parametrize(
-    "pattern, phase",
+    "pattern, phase, nth",
     [
-        ("matches/_part-000001.json", "before-rename"),
-        ("current", "before-rename"),
+        ("matches/_part-000001.json", "before-rename", 1),
+        ("current", "before-rename", 1),
+        ("run.json", "before-rename", 2),  # after the switch: the rerun finds it complete, and cleans up
     ],
 )
-def test_kill_during_curate(tmp_path, runs, pattern, phase):
-    kill_curate(tmp_path, runs, pattern, phase)
+def test_kill_during_curate(tmp_path, runs, pattern, phase, nth):
+    kill_curate(tmp_path, runs, pattern, phase, nth)
 
 
 @pytest.mark.parametrize(
