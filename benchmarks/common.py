@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("GPU_CURATE_DATA", REPO.parent / "shared" / "data"))
+DATA = Path(os.environ.get("GPU_CURATE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 # English pools of ../shared/data (see its README): file, tab-separated column or None.
 ENGLISH_POOLS = (

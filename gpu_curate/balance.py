@@ -6,6 +6,8 @@ module computes its inputs: p per entry and a 64-bit key per uid.
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,6 +89,14 @@ class Balancing:
     def head_only(self) -> np.ndarray:
         """p with tail entries zeroed: a row that passes it was kept by a head draw."""
         return np.where(self.head, self.p, 0.0)
+
+    def fingerprint(self) -> str:
+        """A content hash of p and head: what a worker caches p on its GPU under."""
+        return probabilities_key(self.p) + probabilities_key(self.head)
+
+
+def probabilities_key(values: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(values).view(np.uint8), digest_size=12).hexdigest()
 
 
 def balancing(counts: np.ndarray, t: float, t_en: float, ranges: dict[str, tuple[int, int]] | None) -> Balancing:

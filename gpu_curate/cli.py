@@ -123,9 +123,18 @@ def match_command(
     )
 
 
-def _partition_rows(size: str, inputs: list[str]) -> int:
+# --partition-size auto: what fills a CPU task (a few seconds of walk on one
+# core) or a GPU (hundreds of MB of text per kernel launch, which also keeps
+# the per-partition bookkeeping of a worker small next to the walk).
+AUTO_PARTITION = {"cpu": "100000", "gpu": "256MB"}
+
+
+def _partition_rows(size: str, inputs: list[str], device: str = "cpu") -> int:
     """--partition-size: a row count ("100000") or bytes of text ("256MB"),
-    converted to rows from the first parquet file's average row size."""
+    converted to rows from the first parquet file's average row size; auto:
+    AUTO_PARTITION for the device."""
+    if size.strip() == "auto":
+        size = AUTO_PARTITION["gpu" if device == "gpu" else "cpu"]
     if size.strip().isdigit():
         rows = int(size)
     else:
@@ -149,6 +158,12 @@ def _partition_rows(size: str, inputs: list[str]) -> int:
     if rows < 1:
         raise OptionError(f"--partition-size must be at least one row, got {size!r}")
     return rows
+
+
+def _auto_device() -> str:
+    from .match import resolve_device
+
+    return resolve_device("auto")
 
 
 def _command_line() -> str:
@@ -214,7 +229,9 @@ def curate_command(
         None, "--padding", help="metaclip1 or worldwide (default: worldwide for per-language metadata)."
     ),
     partition_size: str = typer.Option(
-        "100000", "--partition-size", help="Rows per partition, or bytes such as 256MB."
+        "auto",
+        "--partition-size",
+        help="Rows per partition, or bytes of text such as 256MB; auto: 100000 rows on the CPU, 256MB on the GPU.",
     ),
     workers: Optional[int] = typer.Option(None, "--workers", help="Local Dask workers (processes; default 1)."),
     threads_per_worker: Optional[int] = typer.Option(
@@ -273,7 +290,7 @@ def curate_command(
         t=t,
         t_en=t_en,
         seed=seed,
-        partition_rows=_partition_rows(partition_size, pool),
+        partition_rows=_partition_rows(partition_size, pool, device if device != "auto" else _auto_device()),
         device=device,
         gpu_reader=gpu_reader,
         strict_utf8=strict_utf8,

@@ -39,20 +39,45 @@ def make_client(
         raise ClusterError("--dashboard needs bokeh: pip install 'bokeh>=3.1'")
     # The emulated device runs in any worker process (which inherits
     # GPU_CURATE_EMULATE), so it gets a plain LocalCluster.
-    if device == "gpu" and not emulated():
+    if device == "gpu" and not emulated() and (workers != 1 or importlib.util.find_spec("dask_cuda")):
         try:
             from dask_cuda import LocalCUDACluster
         except ImportError:
-            raise InputError("--device gpu needs dask-cuda for its cluster: pip install 'gpu_curate[gpu]'") from None
+            raise InputError(
+                "--device gpu starts one worker per GPU with dask-cuda: pip install 'gpu_curate[gpu]' "
+                "(or --workers 1: one GPU, threads of this process)"
+            ) from None
+        options = {k: v for k, v in cuda_options.items() if v is not None}
+        if options.get("rmm_pool_size"):  # the engine's CuPy arrays come from the same RMM pool as cuDF's
+            options["rmm_allocator_external_lib_list"] = ["cupy"]
         with _sigint_ignored():
             cluster = LocalCUDACluster(
                 memory_limit=memory_limit or "auto",
                 silence_logs=logging.CRITICAL,
                 **_web(dashboard),
-                **{k: v for k, v in cuda_options.items() if v is not None},
+                **options,
             )
         return Client(cluster)
+    # One worker of threads in this process: the CPU engine, the emulated
+    # device, or one GPU asked for with --workers 1 (no dask-cuda needed).
+    if device == "gpu" and not emulated() and cuda_options.get("rmm_pool_size"):
+        _rmm_pool_here(cuda_options["rmm_pool_size"])
     return Client(local_cluster(workers or 1, threads_per_worker, memory_limit, dashboard))
+
+
+def _rmm_pool_here(size: str) -> None:
+    """An RMM pool for this process, serving CuPy too (what LocalCUDACluster
+    sets up in each of its workers)."""
+    try:
+        import rmm
+        from rmm.allocators.cupy import rmm_cupy_allocator
+    except ImportError:
+        raise InputError("--rmm-pool-size needs RMM (it comes with cuDF): pip install 'gpu_curate[gpu]'") from None
+    import cupy
+    from dask.utils import parse_bytes
+
+    rmm.reinitialize(pool_allocator=True, initial_pool_size=parse_bytes(size))
+    cupy.cuda.set_allocator(rmm_cupy_allocator)
 
 
 def local_cluster(

@@ -101,9 +101,11 @@ class CpuEngine:
         res, no_list = mdset.match(texts, langs, "cpu", self.threads)
         return _found(res, no_list, mdset.n_entries)
 
-    def keep(self, index: pa.Table, result: MatchResult, p: np.ndarray, seed: int, p_key: str) -> np.ndarray:
-        """Keep flag per row of the match index (docs/semantics.md section 7)."""
-        return keep_mask(result, matchindex.uid_keys(index), p, seed, self.threads)
+    def keep(self, index: pa.Table, result: MatchResult, ps: list[np.ndarray], seed: int, key: str) -> list[np.ndarray]:
+        """Keep flag per row of the match index (docs/semantics.md section 7), for
+        each probability vector of `ps` (`key` names them for a device cache)."""
+        keys = matchindex.uid_keys(index)
+        return [keep_mask(result, keys, p, seed, self.threads) for p in ps]
 
     def write_kept(self, part, columns, kept_rows, extra, path, text, lang) -> tuple[int, int, pa.Array | None]:
         """Writes the kept rows with the `extra` columns appended; returns (rows,
@@ -181,7 +183,7 @@ class GpuEngine(CpuEngine):
             no_list,
         )
 
-    def keep(self, index, result, p, seed, p_key):
+    def keep(self, index, result, ps, seed, key):
         from . import gpu_engine as g
 
         cp = g.cupy()
@@ -190,7 +192,8 @@ class GpuEngine(CpuEngine):
             keys = g.uid_keys_gpu(index.column(matchindex.UID))
         else:
             keys = g.derived_uid_keys_gpu(prefix, cp.asarray(index.column(matchindex.ROW).to_numpy()))
-        return g.keep_rows_gpu(result.offsets, result.entry_ids, keys, _device_p(p, p_key), seed).get()
+        offsets, ids = cp.asarray(result.offsets), cp.asarray(result.entry_ids)  # the index crosses once
+        return [g.keep_rows_gpu(offsets, ids, keys, _device_p(p, f"{key}:{k}"), seed).get() for k, p in enumerate(ps)]
 
     def write_kept(self, part, columns, kept_rows, extra, path, text, lang):
         if self.reader != "cudf" or part.format != "parquet":

@@ -23,6 +23,7 @@ import warnings
 from .errors import DeviceError
 
 EMULATE_ENV = "GPU_CURATE_EMULATE"
+MIN_CUPY = (14, 2)  # before 14.2 its on-disk cache of name_expressions kernels misses: every worker recompiles
 _ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 
@@ -74,12 +75,21 @@ def _probe(emulate: bool) -> tuple[str | None, str | None, str | None]:
                 warnings.simplefilter("ignore")
                 import cupy
 
+                if _version(cupy.__version__) < MIN_CUPY:
+                    no_cupy = (
+                        f"CuPy >= 14.2 (this is {cupy.__version__}, whose kernel cache makes every worker compile anew)"
+                    )
                 if cupy.cuda.runtime.getDeviceCount() < 1:
                     no_device = "a CUDA device"
+                else:
+                    cupy.cuda.nvrtc.getVersion()  # the kernels are compiled by NVRTC on first use
         except ImportError as e:
             no_cupy, no_device = f"a working CuPy ({e})", "a CUDA device (unknown without CuPy)"
-        except Exception as e:  # CUDARuntimeError: no driver, no device, driver too old
-            no_device = f"a CUDA device ({e})"
+        except Exception as e:  # CUDARuntimeError: no driver, no device, driver too old; NVRTCError
+            if "nvrtc" in f"{type(e).__name__} {e}".lower():
+                no_cupy = f"NVRTC, which compiles the kernels (pip install nvidia-cuda-nvrtc; {_first(e)})"
+            else:
+                no_device = f"a CUDA device ({_first(e)})"
     no_cudf = "cuDF" if importlib.util.find_spec("cudf") is None else None
     return no_cupy, no_device, no_cudf
 
@@ -105,3 +115,15 @@ def require(need_cudf: bool = True) -> None:
             f"the GPU engine needs {', '.join(absent)}; "
             "install gpu_curate[gpu] on a machine with an NVIDIA GPU, or use --device cpu"
         )
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def _first(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import matchindex
+from .balance import probabilities_key
 from .config import UID, CurateConfig
 from .count import sparse_counts
 from .engines import engine_for
@@ -23,29 +24,34 @@ from .pool import Partition
 from .storage import read_json, write_json_atomic
 
 
-def balance_partition(part: Partition, cfg: CurateConfig) -> tuple[dict, np.ndarray, np.ndarray]:
+def balance_partition(
+    part: Partition, cfg: CurateConfig, p_key: str | None = None
+) -> tuple[dict, np.ndarray, np.ndarray]:
     """Pass 2 for one partition: the kept rows, with every passed-through
     column. Returns (stats, entry ids, kept rows matching each): the kept
     counts, sparse like pass 1's. Everything it reads is on disk (the
     generation's p, and p_head: p with tail entries zeroed), so a task rerun
-    on another worker after a lost one reads the same inputs. Shards and
-    markers live in the generation of cfg's balance parameters, so a marker
-    only ever describes a shard of its own balance."""
+    on another worker after a lost one reads the same inputs; `p_key`, a
+    content hash of both (balance.Balancing.fingerprint), names them in a GPU
+    worker's cache. Shards and markers live in the generation of cfg's
+    balance parameters, so a marker only ever describes a shard of its own balance."""
     lay = OutDir.of(cfg)
     generation = lay.generation(cfg.balance_id)
     marker, shard = generation.marker(part), generation.shard(part)
     p = probabilities(str(generation.probabilities))
+    p_head = probabilities(str(generation.head_probabilities))
+    p_key = p_key or probabilities_key(p) + probabilities_key(p_head)
     eng = engine_for(cfg.device, cfg.gpu_reader, cfg.threads)
     index = matchindex.read(lay.shard("matches", part))
     result = matchindex.match_result(index)
     rows = index.column(matchindex.ROW).to_numpy()
     lost = lost_image(cfg, generation, part, rows)
-    keep = eng.keep(index, result, p, cfg.seed, f"{cfg.balance_id}:p") & ~lost
+    keep, kept_by_head = eng.keep(index, result, [p, p_head], cfg.seed, p_key)
+    keep &= ~lost
+    kept_by_head &= keep
     kept_counts = sparse_counts(result.entry_ids[np.repeat(keep, np.diff(result.offsets))], len(p))
     if marker.exists() and shard.exists():  # done before: the decision above is cheap, and gives the counts again
         return read_json(marker), *kept_counts
-    p_head = probabilities(str(generation.head_probabilities))
-    kept_by_head = keep & eng.keep(index, result, p_head, cfg.seed, f"{cfg.balance_id}:p_head")
     extra = {}
     if UID not in (cfg.columns or ()):
         extra[UID] = matchindex.uids(index, keep)

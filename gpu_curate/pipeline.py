@@ -269,7 +269,7 @@ def _balance(
         timings["image_selection_s"] = time.perf_counter() - started
     started = time.perf_counter()
     pass2, kept = Totals(), CountAccumulator(len(counts))
-    for stats, ids, n in executor.map(balance_partition, parts, "pass 2: sample", cfg=cfg):
+    for stats, ids, n in executor.map(balance_partition, parts, "pass 2: sample", cfg=cfg, p_key=bal.fingerprint()):
         pass2.add(stats)
         kept.add(ids, n)
     timings["pass2_s"] = time.perf_counter() - started

@@ -306,7 +306,13 @@ def test_gpu_run_keeps_the_same_rows_as_cpu(gpu, tmp_path, reference):
     """--device gpu: the walk and the keep decision on the GPU, bit for bit."""
     from gpu_curate.gpu_backend import emulated
 
-    summary = run(make_pool(tmp_path / "pool", n_files=2), tmp_path / "out", partition_rows=700, device="gpu")
+    summary = run(
+        make_pool(tmp_path / "pool", n_files=2),
+        tmp_path / "out",
+        partition_rows=700,
+        device="gpu",
+        gpu_reader="pyarrow",
+    )
     assert_same_as_reference(tmp_path / "out", reference)
     assert summary["device"] == ("gpu (emulated)" if emulated() else "gpu")
 
