@@ -11,8 +11,8 @@ level too, so the Python loops run over depths (a few dozen), never over
 entries. Hash-table placement and look-ups run in _core (C++), with the very
 probe sequence the walk uses.
 
-Tables are cached as .npz (allow_pickle=False) keyed by the metadata's
-content hash: MetaCLIP ships pickled automata, which run code when loaded.
+Tables are cached on disk keyed by the metadata's content hash, verified
+on load (automaton_cache.py).
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from . import _core
-from .storage import write_atomic
+from . import _core, automaton_cache
 from .metadata import Metadata
 from .texts import string_buffers
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5  # 4: the token trie; 5: the cache file holds a checksum
 AUTOMATA = ("tok", "byte")
 
 
@@ -74,21 +73,17 @@ class Automaton:
         """Build, or load from the on-disk cache, the automaton of `md`."""
         path = cache_dir() / f"automaton-v{FORMAT_VERSION}-{md.fingerprint}.npz"
         if cache and path.is_file():
-            with np.load(path, allow_pickle=False) as npz:
-                return cls({k: npz[k] for k in npz.files})
+            tables = automaton_cache.load(path, len(md))  # None (and a warning) when it cannot be trusted
+            if tables is not None:
+                return cls(tables)
         automaton = cls.build(md)
         if cache:
             automaton.save(path)
         return automaton
 
     def save(self, path: Path) -> None:
-        """Write atomically: a crash never leaves a truncated cache file."""
-
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a name
-                np.savez(f, **self.tables)
-
-        write_atomic(path, write)
+        """Write atomically, with a checksum that loading verifies."""
+        automaton_cache.save(self.tables, path)
 
 
 # -- hash tables ----------------------------------------------------------------

@@ -325,17 +325,32 @@ def balance_command(
     t: Optional[float] = typer.Option(None, "--t", help="New threshold (default: the run's)."),
     t_en: Optional[float] = typer.Option(None, "--t-en", help="New English threshold (worldwide)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="New seed (default: the run's)."),
+    into: Optional[Path] = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Write this balance to another directory (its own kept/, counts, summary), leaving OUT as it is: compare several t without copies.",
+    ),
     in_process: bool = typer.Option(False, "--in-process", help="No cluster: run in this process."),
     scheduler_address: Optional[str] = typer.Option(None, "--scheduler-address", help="Use an existing Dask cluster."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Redo pass 2 (sampling) from the match index, without matching again."""
+    """Redo pass 2 (sampling) from the match index, without matching again.
+    The previous balance stays visible until the new one is complete."""
     from .pipeline import balance
 
     check_cluster_options(in_process, None, None, None, scheduler_address, False)
     with LocalOrRemoteClient("cpu", in_process, scheduler_address=scheduler_address) as client:
         balance(
-            out, t=t, t_en=t_en, seed=seed, client=client, progress=not quiet, log=typer.echo, command=_command_line()
+            out,
+            t=t,
+            t_en=t_en,
+            seed=seed,
+            client=client,
+            progress=not quiet,
+            log=typer.echo,
+            command=_command_line(),
+            into=into,
         )
 
 
@@ -413,7 +428,8 @@ def main() -> None:
     try:
         app()
     except CurateError as e:
-        typer.echo(f"gpu-curate: error: {e}", err=True)
+        message = " ".join(str(e).splitlines())  # one line, whatever a message quotes
+        typer.echo(f"gpu-curate: error: {message}", err=True)
         sys.exit(2)
     except Interrupted:
         typer.echo(f"gpu-curate: {INTERRUPTED}", err=True)

@@ -37,6 +37,7 @@ class CurateConfig:
     tar_text: str = "txt"  # WebDataset tars: the member suffix holding the text, or json:KEY
     verify_inputs: bool = False  # also hash every pool file's contents into the run's identity
     command: str | None = None  # the command line that started this run (the CLI sets it), for the datacard
+    match_index: str | None = None  # the match index's directory when not out/matches (balance --out)
 
     def pass1_identity(self, inputs: list[dict]) -> dict:
         """What pass 1's outputs depend on: a run in the same --out must agree.

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from .config import UID
 from .errors import InputError
-from .storage import write_atomic
+from .storage import write_npy_atomic
 
 DATACOMP_DTYPE = np.dtype("u8,u8")  # a 128-bit uid as (high, low) 64-bit halves
 
@@ -45,14 +45,13 @@ def _is_hex(s: str) -> bool:
         return False
 
 
-def write_datacomp_subset(kept_dir: Path, path: str) -> None:
+def kept_subset(kept_dir: Path) -> np.ndarray:
+    """The kept uids of a kept/ directory in DataComp's subset format."""
     uids = []
     for shard in sorted(Path(kept_dir).glob("part-*.parquet")):
         uids.extend(pq.read_table(shard, columns=[UID]).column(0).to_pylist())
-    subset = datacomp_uids(uids)
+    return datacomp_uids(uids)
 
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a name
-            np.save(f, subset, allow_pickle=False)
 
-    write_atomic(path, write)
+def write_datacomp_subset(kept_dir: Path, path: str) -> None:
+    write_npy_atomic(kept_subset(kept_dir), path)

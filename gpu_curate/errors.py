@@ -1,4 +1,4 @@
-"""Errors a user can cause. The CLI prints them as one line and exits 2."""
+"""Errors a user can cause or must act on. The CLI prints them as one line and exits 2."""
 
 
 class CurateError(Exception):
@@ -19,6 +19,16 @@ class OptionError(CurateError, ValueError):
 
 class DeviceError(CurateError, RuntimeError):
     """The requested device or its libraries are not available."""
+
+
+class OutputError(CurateError, RuntimeError):
+    """An output cannot be written or read back (a full disk, no permission,
+    a damaged file), or --out is in use by another run; names the path."""
+
+
+class RunInterrupted(CurateError, RuntimeError):
+    """The cluster lost what a task needed (a worker or the scheduler died too
+    often); what finished is kept, and rerunning the command resumes."""
 
 
 class ClusterError(CurateError, RuntimeError):

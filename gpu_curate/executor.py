@@ -2,16 +2,27 @@
 
 The stages (pass1, pass2) know nothing of Dask; this module maps them over
 partitions and shows progress.
+
+Lost workers: a task's inputs are its partition, the run's config and files
+on disk (never data that lives only in a worker's memory), so when a worker
+dies the scheduler reruns its tasks elsewhere, and a rerun task finds what
+its first try wrote. Tasks that raise are retried (`RETRIES`: a flaky
+network file system), except for CurateErrors, which the same input would
+raise again. If the cluster gives up all the same (a task's workers died
+`distributed.scheduler.allowed-failures` times, or the scheduler went away),
+the run stops with one line: what finished is kept, and a rerun resumes.
 """
 
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Callable, Iterator
 
-import numpy as np
-
+from .errors import CurateError, RunInterrupted
 from .pool import Partition
+
+RETRIES = 2
 
 
 class Executor:
@@ -30,18 +41,62 @@ class Executor:
                 return
             from distributed import as_completed
 
-            scattered = {
-                k: self.client.scatter(v, broadcast=True) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()
-            }
             futures = self.client.map(
-                fn, parts, **scattered, key=[f"{label}-{p.shard}-{time.time_ns()}" for p in parts]
+                partial(_task, fn),
+                parts,
+                **kwargs,
+                key=[f"{label}-{p.shard}-{time.time_ns()}" for p in parts],
+                retries=RETRIES,
             )
             try:
                 for future in as_completed(futures):
-                    yield future.result()  # re-raises the task's error here, with its message
+                    try:
+                        outcome = future.result()
+                    except CurateError:
+                        raise
+                    except Exception as e:
+                        lost = _lost_cluster(e)
+                        if lost is None:
+                            raise  # a bug: its traceback, as it is
+                        raise RunInterrupted(
+                            f"{label}: {lost}; finished partitions are kept: rerun the same command to resume"
+                        ) from e
+                    if isinstance(outcome, _UserError):
+                        raise outcome.error
+                    yield outcome
                     advance()
             finally:
                 self.client.cancel(futures)
+
+
+class _UserError:
+    """A CurateError returned as a task's value, so that Dask does not retry it."""
+
+    def __init__(self, error: CurateError):
+        self.error = error
+
+
+def _task(fn: Callable, part: Partition, **kwargs):
+    try:
+        return fn(part, **kwargs)
+    except CurateError as e:
+        return _UserError(e)
+
+
+def _lost_cluster(e: Exception) -> str | None:
+    """What went wrong, when `e` says the cluster lost a worker or the scheduler."""
+    from concurrent.futures import CancelledError
+
+    from distributed import KilledWorker
+    from distributed.comm.core import CommClosedError
+
+    if isinstance(e, KilledWorker):
+        return "the workers running a task died too often (KilledWorker)"
+    if isinstance(e, CancelledError):
+        return "the cluster cancelled a task (a lost worker or scheduler)"
+    if isinstance(e, CommClosedError):
+        return "the connection to the Dask scheduler closed"
+    return None
 
 
 class _progress:

@@ -8,6 +8,7 @@ index, so memory stays bounded by partitions.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,11 @@ import pyarrow.parquet as pq
 from . import _core, matchindex
 from .balance import uid_keys
 from .config import CurateConfig
-from .outdir import OutDir
+from .errors import OutputError
+from .fs import quote_path
+from .outdir import Generation, OutDir
 from .pool import Partition
+from .storage import publish_dir, temporary_dir
 
 IMAGE_ENTRY = -1  # a row's image score is u(seed, uid, -1): no entry has that id
 
@@ -63,25 +67,24 @@ def dropped_rows(directory: Path, part_index: int) -> np.ndarray:
     return pq.read_table(where, columns=["row"]).column(0).to_numpy() if where.exists() else np.zeros(0, np.int64)
 
 
-def select_one_text_per_image(cfg: CurateConfig, parts: list[Partition]) -> None:
-    """write_image_losers for pass 2, into image_dropped/ (once per balance)."""
-    import shutil
-
-    lay = OutDir(cfg.out)
-    target, tmp = lay.image_dropped, lay.out / ".image_dropped.tmp"
-    done = target / f"_{cfg.balance_id}"
-    if done.exists():
+def select_one_text_per_image(cfg: CurateConfig, parts: list[Partition], generation: Generation) -> None:
+    """write_image_losers for pass 2, into the generation's image_dropped/:
+    written under a temporary name and published in one rename, so pass 2
+    never sees half of it, and a killed run computes it again."""
+    lay = OutDir.of(cfg)
+    target = generation.image_dropped
+    if target.exists():
         return
-    shards = [str(lay.shard("matches", part)) for part in parts]
-    shutil.rmtree(tmp, ignore_errors=True)
-    write_image_losers(shards, [part.index for part in parts], cfg.seed, tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)  # whole directory at once: pass 2 never sees half of it
-    done.write_text("")
+    tmp = temporary_dir(target)
+    try:
+        write_image_losers([str(lay.shard("matches", part)) for part in parts], [p.index for p in parts], cfg.seed, tmp)
+    except OSError as e:
+        raise OutputError(f"{quote_path(target)}: cannot write ({os.strerror(e.errno) if e.errno else e})") from e
+    publish_dir(tmp, target)
 
 
-def lost_image(cfg: CurateConfig, part: Partition, rows: np.ndarray) -> np.ndarray:
+def lost_image(cfg: CurateConfig, generation: Generation, part: Partition, rows: np.ndarray) -> np.ndarray:
     """Which of these matched rows gave their image to another row."""
     if not cfg.image_column:
         return np.zeros(len(rows), bool)
-    return np.isin(rows, dropped_rows(OutDir(cfg.out).image_dropped, part.index))
+    return np.isin(rows, dropped_rows(generation.image_dropped, part.index))

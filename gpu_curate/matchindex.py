@@ -28,6 +28,8 @@ import pyarrow.compute as pc
 
 from . import _core
 from .balance import uid_keys as column_uid_keys
+from .errors import OutputError
+from .fs import quote_path
 from .results import MatchResult
 from .storage import write_atomic
 
@@ -69,9 +71,18 @@ def write(table: pa.Table, path: str | Path) -> None:
 
 
 def read(path: str | Path) -> pa.Table:
-    """The index shard, memory-mapped: columns are views of the file's pages."""
-    with pa.memory_map(str(path)) as source:
-        return pa.ipc.open_file(source).read_all()
+    """The index shard, memory-mapped: columns are views of the file's pages.
+    A damaged one (shards are written whole, so only the disk or a person
+    damages one) is one line saying how to redo it."""
+    try:
+        with pa.memory_map(str(path)) as source:
+            return pa.ipc.open_file(source).read_all()
+    except (pa.ArrowInvalid, OSError) as e:
+        marker = Path(path).with_name(f"_{Path(path).stem}.json")
+        raise OutputError(
+            f"{quote_path(path)}: damaged match index shard ({' '.join(str(e).split())}); "
+            f"delete it and {quote_path(marker.name)}, then rerun `gpu-curate curate`"
+        ) from e
 
 
 def match_result(index: pa.Table) -> MatchResult:

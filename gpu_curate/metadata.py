@@ -42,6 +42,7 @@ CJK_LIKE_RANGES = (
     (0x1780, 0x17FF),  # Khmer
     (0x0F00, 0x0FFF),  # Tibetan
 )
+UTF8_BOM = b"\xef\xbb\xbf"  # some editors start UTF-8 files with it
 CJK_LIKE_CHARS = string.punctuation + "，。、；：？！“”‘’（）【】《》〈〉「」『』～—"
 
 
@@ -124,10 +125,14 @@ class Metadata:
             raise MetadataError(f"{path}: metadata file not found")
         suffix = path.suffix.lower()
         if suffix == ".json":
-            return cls(_read_json(path), padding, str(path))
-        if suffix == ".parquet":
-            return cls(_read_parquet(path, column), padding, str(path))
-        return cls(_read_lines(path), padding, str(path))
+            entries = _read_json(path)
+        elif suffix == ".parquet":
+            entries = _read_parquet(path, column)
+        else:
+            entries = _read_lines(path)
+        if len(entries) == 0:  # a run against it would match and keep nothing
+            raise MetadataError(f"{path}: no entries")
+        return cls(entries, padding, str(path))
 
     # -- padding ------------------------------------------------------------
     def pad_flags(self) -> tuple[np.ndarray, np.ndarray]:
@@ -176,7 +181,7 @@ def _name_bad_entry(entries: list, source: str) -> None:
 
 
 def _read_json(path: Path) -> list:
-    raw = path.read_bytes()
+    raw = path.read_bytes().removeprefix(UTF8_BOM)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -192,7 +197,7 @@ def _read_json(path: Path) -> list:
 
 
 def _read_lines(path: Path) -> pa.Array:
-    raw = path.read_bytes()
+    raw = path.read_bytes().removeprefix(UTF8_BOM)  # else the first entry would hold it and never match
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()

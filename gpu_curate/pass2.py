@@ -6,6 +6,9 @@ rows' columns are then read from the pool and written with their uid.
 
 from __future__ import annotations
 
+import os
+from functools import lru_cache
+
 import numpy as np
 import pyarrow as pa
 
@@ -22,29 +25,33 @@ from .storage import read_json, write_json_atomic
 
 
 def balance_partition(
-    part: Partition, cfg: CurateConfig, p: np.ndarray, p_head: np.ndarray, p_key: str | None = None
+    part: Partition, cfg: CurateConfig, p_key: str | None = None
 ) -> tuple[dict, np.ndarray, np.ndarray]:
     """Pass 2 for one partition: the kept rows, with every passed-through
     column. Returns (stats, entry ids, kept rows matching each): the kept
-    counts, sparse like pass 1's. `p_head` is p with tail entries zeroed;
-    `p_key`, a content hash of both (balance.Balancing.fingerprint), names
-    them in a GPU worker's cache."""
+    counts, sparse like pass 1's. Everything it reads is on disk (the
+    generation's p, and p_head: p with tail entries zeroed), so a task rerun
+    on another worker after a lost one reads the same inputs; `p_key`, a
+    content hash of both (balance.Balancing.fingerprint), names them in a GPU
+    worker's cache. Shards and markers live in the generation of cfg's
+    balance parameters, so a marker only ever describes a shard of its own balance."""
+    lay = OutDir.of(cfg)
+    generation = lay.generation(cfg.balance_id)
+    marker, shard = generation.marker(part), generation.shard(part)
+    p = probabilities(str(generation.probabilities))
+    p_head = probabilities(str(generation.head_probabilities))
     p_key = p_key or probabilities_key(p) + probabilities_key(p_head)
-    lay = OutDir(cfg.out)
-    marker, shard = lay.marker("kept", part), lay.shard("kept", part)
     eng = engine_for(cfg.device, cfg.gpu_reader, cfg.threads)
     index = matchindex.read(lay.shard("matches", part))
     result = matchindex.match_result(index)
     rows = index.column(matchindex.ROW).to_numpy()
-    lost = lost_image(cfg, part, rows)
+    lost = lost_image(cfg, generation, part, rows)
     keep, kept_by_head = eng.keep(index, result, [p, p_head], cfg.seed, p_key)
     keep &= ~lost
     kept_by_head &= keep
     kept_counts = sparse_counts(result.entry_ids[np.repeat(keep, np.diff(result.offsets))], len(p))
-    if marker.exists():  # done before: the decision above is cheap, and gives the counts again
-        stats = read_json(marker)
-        if stats.get("balance_id") == cfg.balance_id:
-            return stats, *kept_counts
+    if marker.exists() and shard.exists():  # done before: the decision above is cheap, and gives the counts again
+        return read_json(marker), *kept_counts
     extra = {}
     if UID not in (cfg.columns or ()):
         extra[UID] = matchindex.uids(index, keep)
@@ -65,6 +72,16 @@ def balance_partition(
     }
     write_json_atomic(stats, marker)
     return stats, *kept_counts
+
+
+@lru_cache(maxsize=4)  # p and p_head of a balance or two
+def _load_probabilities(path: str, mtime_ns: int) -> np.ndarray:
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def probabilities(path: str) -> np.ndarray:
+    """p per entry, mapped once per process (worker processes on a node share the pages)."""
+    return _load_probabilities(path, os.stat(path).st_mtime_ns)
 
 
 def _kept_columns(cfg: CurateConfig, part: Partition) -> list[str] | None:

@@ -76,6 +76,12 @@ class Rebalancer:
         return rb.with_params(t=t, t_en=t_en, seed=seed)
 
     @property
+    def _matches(self) -> Path:
+        """The match index: OUT/matches, or the one a `balance --out` directory reads."""
+        config = read_json(OutDir(self.out).run)["config"]
+        return OutDir(self.out, config.get("match_index")).matches
+
+    @property
     def worldwide(self) -> bool:
         return self.ranges is not None
 
@@ -151,7 +157,7 @@ class Rebalancer:
         pipeline's), whose losers go to a temporary folder under `workdir`."""
         rb = self.with_params(t=t, t_en=t_en, seed=seed)
         seed_e = rb.epoch_seed(epoch)
-        shards = sorted((OutDir(self.out).out / "matches").glob("part-*" + matchindex.SUFFIX))
+        shards = sorted(self._matches.glob("part-*" + matchindex.SUFFIX))
         parts = [int(s.stem.split("-")[1]) for s in shards]
         with tempfile.TemporaryDirectory(dir=workdir, prefix="gpu_curate_images_") as tmp:
             losers = Path(tmp) / "losers"

@@ -84,6 +84,8 @@ class MetadataSet:
             for lang in pc.unique(table["lang"]).to_pylist():
                 rows = table.filter(pc.equal(table["lang"], lang))
                 lists[lang] = Metadata(rows[ref.column], padding, f"{path} (lang {lang})")
+            if not lists:
+                raise MetadataError(f"{path}: no entries")
             return cls(lists)
         return cls({None: Metadata.load(path, ref.padding or "metaclip1", ref.column)})
 

@@ -18,6 +18,7 @@ from conftest import shared, skip_unless_gpu
 from gpu_curate import gpu_backend, matchindex
 from gpu_curate.config import CurateConfig
 from gpu_curate.outdir import OutDir
+from gpu_curate.storage import write_npy_atomic
 from gpu_curate.pass1 import match_partition
 from gpu_curate.pass2 import balance_partition
 from gpu_curate.pipeline import curate
@@ -209,8 +210,11 @@ def test_transfer_budget_of_both_passes(tmp_path, counted):
     counts = np.zeros(load_cached(cfg.metadata_ref).n_entries, np.uint64)
     counts[ids] = n
     p = np.where(counts < cfg.t, 1.0, cfg.t / np.maximum(counts, 1))
+    generation = OutDir(cfg.out).generation(cfg.balance_id)  # pass 2 reads p and p_head from there
+    write_npy_atomic(p, generation.probabilities)
+    write_npy_atomic(np.where(counts >= cfg.t, p, 0.0), generation.head_probabilities)
     counted.reset_transfers()
-    kept_stats, _, _ = balance_partition(part, cfg, p, np.where(counts >= cfg.t, p, 0.0))
+    kept_stats, _, _ = balance_partition(part, cfg)
     pass2 = counted.transfers()
     matched = stats["rows_matched"]
     # Down: one keep flag per matched row, for each of the two decisions; up: the index and p, once each.
