@@ -29,7 +29,7 @@ from .balance import keep_mask
 from .count import sparse_counts
 from .errors import DeviceError, InputError, OptionError
 from .fs import quote_path
-from .pool import Partition
+from .partition import Partition
 from .readers import read_partition, read_rows
 from .results import MatchResult
 from .storage import write_parquet_atomic

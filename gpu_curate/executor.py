@@ -20,7 +20,7 @@ from functools import partial
 from typing import Callable, Iterator
 
 from .errors import CurateError, RunInterrupted
-from .pool import Partition
+from .partition import Partition
 
 RETRIES = 2
 

@@ -25,7 +25,7 @@ import pyarrow as pa
 from .errors import InputError
 from .fs import quote_path
 from .gpu_strings import DeviceStrings, strings_from_cudf
-from .pool import Partition
+from .partition import Partition
 from .readers import parquet_file, row_group_span
 from .storage import write_atomic
 

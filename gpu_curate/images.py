@@ -21,7 +21,7 @@ from .config import CurateConfig
 from .errors import OutputError
 from .fs import quote_path
 from .outdir import Generation, OutDir
-from .pool import Partition
+from .partition import Partition
 from .storage import publish_dir, temporary_dir
 
 IMAGE_ENTRY = -1  # a row's image score is u(seed, uid, -1): no entry has that id

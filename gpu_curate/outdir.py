@@ -40,7 +40,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .pool import Partition
+from .partition import Partition
 from .storage import remove_tree, replace_symlink
 
 GENERATIONS = "generations"

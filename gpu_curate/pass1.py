@@ -18,7 +18,7 @@ from .errors import InputError
 from .fs import quote_path
 from .outdir import OutDir
 from .images import image_key_column
-from .pool import Partition
+from .partition import Partition
 from .engines import CpuEngine, engine_for, text_column
 from .readers import parquet_columns
 from .storage import read_json, write_json_atomic

@@ -20,7 +20,7 @@ from .engines import engine_for
 from .images import lost_image
 from .outdir import OutDir
 from .pass1 import lang_stats
-from .pool import Partition
+from .partition import Partition
 from .storage import read_json, write_json_atomic
 
 

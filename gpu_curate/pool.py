@@ -33,6 +33,7 @@ import pyarrow as pa
 from .errors import InputError
 from .fs import filesystem_error, is_url, one_line, open_file, quote_path, split_url
 from .readers import LINE_FORMATS, delimited_header, parquet_file
+from .partition import Partition  # noqa: F401  (re-exported: the unit plan_partitions makes)
 from .readers import read_partition, read_rows  # noqa: F401  (re-exported: the pool's readers)
 from .webdataset import DEFAULT_TAR_TEXT, check_tar_text
 
@@ -318,24 +319,6 @@ def _named(files: list[PoolFile]) -> list[PoolFile]:
 
 
 # -- partitions ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Partition:
-    """A slice of one pool file; its index names its output shards."""
-
-    index: int
-    path: str
-    name: str  # path relative to the pool's common root: the derived-uid prefix
-    format: str
-    first_row: int  # row number in the file of the partition's first row
-    num_rows: int | None  # None: to the end of the file
-    byte_range: tuple[int, int] | None = None  # txt/tsv: the bytes of whole lines this partition reads
-    tar_text: str = DEFAULT_TAR_TEXT  # tar: the member (or json key) holding the text
-
-    @property
-    def shard(self) -> str:
-        return f"part-{self.index:06d}"
-
-
 def plan_partitions(
     files: list[PoolFile], partition_rows: int, text_column: str = "text", tar_text: str = DEFAULT_TAR_TEXT
 ) -> list[Partition]:

@@ -7,8 +7,6 @@ header alone) is 0 rows, never an error.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -17,10 +15,8 @@ import pyarrow.parquet as pq
 
 from .errors import InputError
 from .fs import local_path, one_line, open_file, open_stream, quote_path, split_url
+from .partition import Partition
 from .webdataset import read_tar
-
-if TYPE_CHECKING:
-    from .pool import Partition
 
 # Formats whose rows are exactly their lines (blank lines too), so a file can be
 # cut at line ends and row numbers stay those of the whole file. csv may quote
