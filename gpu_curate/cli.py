@@ -69,11 +69,11 @@ def match_command(
     metadata: Path = typer.Option(
         ..., "--metadata", "-m", help="Entry list: .json list, .txt (one per line) or .parquet; or per-language."
     ),
-    out: Path = typer.Option(
+    out: str = typer.Option(
         ...,
         "--out",
         "-o",
-        help="Output directory: part-N.parquet per partition, every row with uid and matched_entry_ids.",
+        help="Output directory (a path or file:// URL): part-N.parquet per partition, every row with uid and matched_entry_ids.",
     ),
     text_column: str = typer.Option("text", "--text-column", help="Column holding the texts."),
     id_column: str = typer.Option(
@@ -190,7 +190,9 @@ def curate_command(
         "-m",
         help="Entry list (.json/.txt/.parquet), or per-language: a directory of <lang>.txt|.json or a parquet with lang, entry.",
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory (rerun the same command to resume)."),
+    out: str = typer.Option(
+        ..., "--out", "-o", help="Output directory, a path or file:// URL (rerun the same command to resume)."
+    ),
     t: float = typer.Option(
         20000, "--t", help="Balancing threshold: entries matched by more rows are sampled down to about t."
     ),
@@ -321,11 +323,11 @@ def curate_command(
 @app.command("balance")
 @interruptible
 def balance_command(
-    out: Path = typer.Argument(..., help="Output directory of a finished `gpu-curate curate`."),
+    out: str = typer.Argument(..., help="Output directory of a finished `gpu-curate curate`."),
     t: Optional[float] = typer.Option(None, "--t", help="New threshold (default: the run's)."),
     t_en: Optional[float] = typer.Option(None, "--t-en", help="New English threshold (worldwide)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="New seed (default: the run's)."),
-    into: Optional[Path] = typer.Option(
+    into: Optional[str] = typer.Option(
         None,
         "--out",
         "-o",
@@ -357,15 +359,17 @@ def balance_command(
 @app.command("demo")
 @interruptible
 def demo_command(
-    out: Path = typer.Option(Path("gpu_curate_demo"), "--out", "-o", help="Output directory."),
+    out: str = typer.Option("gpu_curate_demo", "--out", "-o", help="Output directory."),
     t: float = typer.Option(20, "--t", help="Threshold; small, because the demo pool is small."),
 ) -> None:
     """Curate a bundled real sample: 3,000 LAION-style alt-texts against the WordNet synset heads."""
     import pyarrow.parquet as pq
 
     from . import demo_data
+    from .fs import local_out
     from .pipeline import CurateConfig, curate
 
+    out = Path(local_out(out))
     typer.echo(
         f"demo: {demo_data.POOL.name} (3,000 alt-texts) x {demo_data.METADATA.name} (86,554 entries), t={t:g}, on a local Dask cluster"
     )
@@ -406,7 +410,7 @@ def _demo_report(out: Path) -> None:
 
 @app.command("report")
 def report_command(
-    out: Path = typer.Argument(..., help="Output directory of a finished `gpu-curate curate` or `balance`."),
+    out: str = typer.Argument(..., help="Output directory of a finished `gpu-curate curate` or `balance`."),
 ) -> None:
     """Plots, a head/tail table and a datacard of a finished run, in OUT/report/ (needs matplotlib: the report extra)."""
     from .report import write_report

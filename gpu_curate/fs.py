@@ -13,7 +13,7 @@ import gzip
 import os
 from typing import BinaryIO
 
-from .errors import InputError
+from .errors import InputError, OptionError
 
 
 def quote_path(path) -> str:
@@ -59,6 +59,21 @@ def local_path(url: str) -> str | None:
     """The local path a name refers to, or None for a remote URL."""
     fs, path = split_url(url)
     return path if fs is None else None
+
+
+def local_out(value, option: str = "--out") -> str:
+    """The local directory an output option names: a path, or a file:// URL.
+    Other URLs are refused in one line: a run's outputs rest on POSIX
+    semantics (rename over a file or a symlink, flock, memory maps), which
+    object stores lack, so they cannot be written there safely yet."""
+    fs, path = split_url(str(value))
+    if fs is not None:
+        raise OptionError(
+            f"{option} {quote_path(value)}: outputs go to a local or shared POSIX file system (a path or a "
+            "file:// URL), not to object storage yet (resume and the atomic switch of a run's outputs need "
+            "rename, symlinks and flock); write them there and copy the finished directory"
+        )
+    return path
 
 
 def open_file(url: str) -> BinaryIO:

@@ -24,6 +24,7 @@ import pyarrow as pa
 from .checks import check_run
 from .config import UID, CurateConfig
 from .errors import OptionError
+from .fs import local_out
 from .match import resolve_device
 from .pass1 import checked_texts, column_of, id_column_of, row_uids
 from .pool import find_pool, plan_partitions
@@ -37,7 +38,7 @@ DONE = "_match.json"  # the totals, written last: marks a directory written by `
 
 def match_pool(cfg: CurateConfig, log: Callable[[str], None] = lambda s: None) -> dict:
     """Match every row of the pool; write the shards to cfg.out; return the totals."""
-    cfg = replace(cfg, device=resolve_device(cfg.device))
+    cfg = replace(cfg, out=local_out(cfg.out), device=resolve_device(cfg.device))
     pool = find_pool(list(cfg.inputs), exclude=cfg.out)
     check_run(cfg, pool.files, sampling=False)
     out = Path(cfg.out)

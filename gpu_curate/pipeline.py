@@ -33,7 +33,7 @@ from .datacomp import kept_subset
 from .engines import resolve_reader
 from .errors import CurateError, InputError, OutputError
 from .executor import Executor
-from .fs import quote_path
+from .fs import local_out, quote_path
 from .gpu_backend import device_label
 from .images import select_one_text_per_image
 from .lock import OutLock
@@ -73,7 +73,7 @@ def curate(
     passed and work remains, so a bad option or a finished run starts no cluster.
     """
     device = resolve_device(cfg.device)
-    cfg = replace(cfg, device=device, gpu_reader=resolve_reader(device, cfg.gpu_reader))
+    cfg = replace(cfg, out=local_out(cfg.out), device=device, gpu_reader=resolve_reader(device, cfg.gpu_reader))
     pool = find_pool(list(cfg.inputs), exclude=cfg.out)
     check_run(cfg, pool.files)
     lay = OutDir(cfg.out)
@@ -194,6 +194,7 @@ def balance(
     With `into`, the new balance goes to that directory (its own kept/,
     counts and summary, reading `out`'s match index), and `out` is untouched.
     `command`: the command line that asked for it (recorded in summary.json)."""
+    out, into = local_out(out), local_out(into, "balance --out") if into is not None else None
     source = OutDir(out)
     separate = into is not None and Path(into).resolve() != source.out.resolve()
     target = OutDir(into) if separate else source

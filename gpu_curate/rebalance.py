@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from . import _core, matchindex
 from .balance import Balancing, balancing, keep_mask, lang_ranges, uid_keys
 from .config import CurateConfig
+from .fs import local_out
 from .errors import InputError
 from .images import IMAGE_ENTRY, dropped_rows, image_key_column, write_image_losers
 from .outdir import OutDir
@@ -58,7 +59,7 @@ class Rebalancer:
     def open(cls, out: str | Path, t: float | None = None, t_en: float | None = None, seed: int | None = None):
         """The run in `out` (its entry counts and run.json), with its own t,
         t_en and seed unless given here."""
-        lay = OutDir(out)
+        lay = OutDir(local_out(out, "Rebalancer.open"))
         if not lay.counts.exists() or not lay.run.exists():
             raise InputError(f"{lay.out}: no finished pass 1 here (run `gpu-curate curate` first)")
         cfg = CurateConfig.from_json(read_json(lay.run)["config"])

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from .datacard import datacard, head_tail_table
+from .fs import local_out
 from .errors import InputError, MissingExtraError
 from .outdir import OutDir
 from .storage import read_json, write_atomic
@@ -39,7 +40,7 @@ def write_report(out: str | Path) -> Path:
     entry_counts.parquet); returns the folder."""
     if importlib.util.find_spec("matplotlib") is None:
         raise MissingExtraError("gpu-curate report needs matplotlib: pip install 'gpu_curate[report]'")
-    lay = OutDir(out)
+    lay = OutDir(local_out(out, "report"))
     if not lay.summary.exists():
         raise InputError(f"{lay.out}: no summary.json here (the run has not finished)")
     summary, run = read_json(lay.summary), read_json(lay.run)

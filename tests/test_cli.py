@@ -335,3 +335,40 @@ def test_nothing_in_the_repository_points_outside_it():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     for doc in ("docs/semantics.md", "docs/design.md", "docs/outputs.md"):
         assert f"]({doc})" in readme and (REPO / doc).is_file()
+
+
+@pytest.mark.parametrize("command", ["curate", "match", "balance", "report"])
+def test_outputs_on_object_storage_are_refused_in_one_line_not_written_locally(tmp_path, command):
+    """`--out s3://...` must not become a local directory named 's3:'; file:// is a local path."""
+    url = "memory://bucket/curated"
+    args = {
+        "curate": ["curate", demo_data.POOL, "--metadata", METADATA, "--text-column", "TEXT", "--out", url],
+        "match": ["match", demo_data.POOL, "--metadata", METADATA, "--text-column", "TEXT", "--out", url],
+        "balance": ["balance", url],
+        "report": ["report", url],
+    }[command]
+    res = subprocess.run(
+        [sys.executable, "-m", "gpu_curate", *map(str, args)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "memory://bucket/curated: outputs go to a local or shared POSIX file system" in res.stderr
+    assert not any(tmp_path.iterdir())  # nothing written under a mangled local name
+
+
+def test_a_file_url_out_is_the_local_directory(tmp_path):
+    res = cli(
+        "curate",
+        demo_data.POOL,
+        "--metadata",
+        METADATA,
+        "--text-column",
+        "TEXT",
+        "--t",
+        "5",
+        "--in-process",
+        "--quiet",
+        "--out",
+        f"file://{tmp_path / 'curated'}",
+    )
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "curated" / "summary.json").exists()
