@@ -142,10 +142,11 @@ py::tuple match_column(const gc::Tables& t, const gc::StringColumn<Offset>& col,
   return py::make_tuple(offsets, entry_ids);
 }
 
-py::tuple match(const py::dict& tables, Array<uint8_t> bytes, py::array offsets, py::object validity,
-                int64_t offset, int64_t n_rows, int threads, bool per_row) {
-  const gc::Tables t = tables_of(tables);
-  const uint8_t* limit = bytes.data() + bytes.size();  // 8-byte loads stay inside the buffer
+// Calls body(gc::StringColumn<Offset>) for an Arrow string column given as
+// its buffers, Offset being the offsets' type (int32: string, int64:
+// large_string). The arrays stay alive for the call.
+template <class Body>
+auto with_column(Array<uint8_t> bytes, py::array offsets, py::object validity, int64_t offset, Body body) {
   const uint8_t* valid = nullptr;
   Array<uint8_t> valid_arr;
   if (!validity.is_none()) {
@@ -154,15 +155,21 @@ py::tuple match(const py::dict& tables, Array<uint8_t> bytes, py::array offsets,
   }
   if (offsets.dtype().is(py::dtype::of<int32_t>())) {
     auto o = offsets.cast<Array<int32_t>>();
-    return match_column(t, gc::StringColumn<int32_t>{bytes.data(), o.data(), valid, offset}, limit, n_rows, threads,
-                        per_row);
+    return body(gc::StringColumn<int32_t>{bytes.data(), o.data(), valid, offset});
   }
   if (offsets.dtype().is(py::dtype::of<int64_t>())) {
     auto o = offsets.cast<Array<int64_t>>();
-    return match_column(t, gc::StringColumn<int64_t>{bytes.data(), o.data(), valid, offset}, limit, n_rows, threads,
-                        per_row);
+    return body(gc::StringColumn<int64_t>{bytes.data(), o.data(), valid, offset});
   }
   throw std::invalid_argument("offsets must be int32 or int64");
+}
+
+py::tuple match(const py::dict& tables, Array<uint8_t> bytes, py::array offsets, py::object validity,
+                int64_t offset, int64_t n_rows, int threads, bool per_row) {
+  const gc::Tables t = tables_of(tables);
+  const uint8_t* limit = bytes.data() + bytes.size();  // 8-byte loads stay inside the buffer
+  return with_column(bytes, offsets, validity, offset,
+                     [&](auto col) { return match_column(t, col, limit, n_rows, threads, per_row); });
 }
 
 // hash_bytes of each slice bytes[starts[i]:ends[i]]. FNV-1a is a chain of
@@ -362,21 +369,7 @@ Array<bool> invalid_utf8_column(const gc::StringColumn<Offset>& col, int64_t n_r
 }
 
 Array<bool> invalid_utf8(Array<uint8_t> bytes, py::array offsets, py::object validity, int64_t offset, int64_t n_rows) {
-  const uint8_t* valid = nullptr;
-  Array<uint8_t> valid_arr;
-  if (!validity.is_none()) {
-    valid_arr = validity.cast<Array<uint8_t>>();
-    valid = valid_arr.data();
-  }
-  if (offsets.dtype().is(py::dtype::of<int32_t>())) {
-    auto o = offsets.cast<Array<int32_t>>();
-    return invalid_utf8_column(gc::StringColumn<int32_t>{bytes.data(), o.data(), valid, offset}, n_rows);
-  }
-  if (offsets.dtype().is(py::dtype::of<int64_t>())) {
-    auto o = offsets.cast<Array<int64_t>>();
-    return invalid_utf8_column(gc::StringColumn<int64_t>{bytes.data(), o.data(), valid, offset}, n_rows);
-  }
-  throw std::invalid_argument("offsets must be int32 or int64");
+  return with_column(bytes, offsets, validity, offset, [&](auto col) { return invalid_utf8_column(col, n_rows); });
 }
 
 }  // namespace
