@@ -6,7 +6,7 @@ import functools
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -60,39 +60,63 @@ def _options(
     """MetaCLIP-style curation of image-text pools, exact on CPU and GPU."""
 
 
+# Options that `match` and `curate` share, declared once.
+PoolArg = Annotated[
+    list[str],
+    typer.Argument(
+        help="Pool files, directories or globs, local or fsspec URLs (s3://, gs://, hf://): parquet, jsonl, tsv/csv, txt (.gz too), WebDataset .tar."
+    ),
+]
+MetadataOpt = Annotated[
+    Path,
+    typer.Option(
+        "--metadata",
+        "-m",
+        help="Entry list (.json/.txt/.parquet), or per-language: a directory of <lang>.txt|.json or a parquet with lang, entry.",
+    ),
+]
+TextColumnOpt = Annotated[str, typer.Option("--text-column", help="Column holding the alt-text.")]
+IdColumnOpt = Annotated[
+    str,
+    typer.Option("--id-column", help="Column with a stable id; auto: `uid` if the pool has it, else <file>:<row>."),
+]
+LangColumnOpt = Annotated[
+    Optional[str], typer.Option("--lang-column", help="Column with the language code (per-language metadata).")
+]
+PaddingOpt = Annotated[
+    Optional[str],
+    typer.Option("--padding", help="metaclip1 or worldwide (default: worldwide for per-language metadata)."),
+]
+StrictUtf8Opt = Annotated[
+    bool,
+    typer.Option(
+        "--strict-utf8",
+        help="Fail on the first text that is not valid UTF-8, instead of matching it on its bytes and counting it.",
+    ),
+]
+
+
 @app.command("match")
 @interruptible
 def match_command(
-    pool: list[str] = typer.Argument(
-        ..., help="Pool files, directories or globs: parquet, jsonl, tsv/csv, txt (.gz too)."
-    ),
-    metadata: Path = typer.Option(
-        ..., "--metadata", "-m", help="Entry list: .json list, .txt (one per line) or .parquet; or per-language."
-    ),
+    pool: PoolArg,
+    metadata: MetadataOpt,
     out: str = typer.Option(
         ...,
         "--out",
         "-o",
         help="Output directory (a path or file:// URL): part-N.parquet per partition, every row with uid and matched_entry_ids.",
     ),
-    text_column: str = typer.Option("text", "--text-column", help="Column holding the texts."),
-    id_column: str = typer.Option(
-        "auto", "--id-column", help="Column with a stable id; auto: `uid` if the pool has it, else <file>:<row>."
-    ),
-    lang_column: Optional[str] = typer.Option(
-        None, "--lang-column", help="Column with the language code (per-language metadata)."
-    ),
-    padding: Optional[str] = typer.Option(
-        None, "--padding", help="metaclip1 or worldwide (default: worldwide for per-language metadata)."
-    ),
+    text_column: TextColumnOpt = "text",
+    id_column: IdColumnOpt = "auto",
+    lang_column: LangColumnOpt = None,
+    padding: PaddingOpt = None,
     partition_size: str = typer.Option(
         "100000", "--partition-size", help="Rows per output shard (memory is bounded by it), or bytes such as 256MB."
     ),
     device: str = typer.Option("cpu", "--device", help="cpu, gpu or auto."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
-    strict_utf8: bool = typer.Option(
-        False, "--strict-utf8", help="Fail on invalid UTF-8 instead of writing a null text that matches nothing."
-    ),
+    strict_utf8: StrictUtf8Opt = False,
 ) -> None:
     """Match every row of a pool against the metadata and write its match set (no counting, no sampling)."""
     from .match import default_threads
@@ -180,16 +204,8 @@ def _split(columns: Optional[str]) -> Optional[tuple[str, ...]]:
 @app.command("curate")
 @interruptible
 def curate_command(
-    pool: list[str] = typer.Argument(
-        ...,
-        help="Pool files, directories or globs, local or fsspec URLs (s3://, gs://, hf://): parquet, jsonl, tsv/csv, txt (.gz too), WebDataset .tar.",
-    ),
-    metadata: Path = typer.Option(
-        ...,
-        "--metadata",
-        "-m",
-        help="Entry list (.json/.txt/.parquet), or per-language: a directory of <lang>.txt|.json or a parquet with lang, entry.",
-    ),
+    pool: PoolArg,
+    metadata: MetadataOpt,
     out: str = typer.Option(
         ..., "--out", "-o", help="Output directory, a path or file:// URL (rerun the same command to resume)."
     ),
@@ -212,13 +228,9 @@ def curate_command(
         "--gpu-reader",
         help="GPU: how parquet is read: cudf (on the GPU; the default) or pyarrow (on the host, the text copied to the GPU once; the emulated device's only one).",
     ),
-    text_column: str = typer.Option("text", "--text-column", help="Column holding the alt-text."),
-    id_column: str = typer.Option(
-        "auto", "--id-column", help="Column with a stable id; auto: `uid` if the pool has it, else <file>:<row>."
-    ),
-    lang_column: Optional[str] = typer.Option(
-        None, "--lang-column", help="Column with the language code (per-language metadata)."
-    ),
+    text_column: TextColumnOpt = "text",
+    id_column: IdColumnOpt = "auto",
+    lang_column: LangColumnOpt = None,
     image_column: Optional[str] = typer.Option(
         None,
         "--image-column",
@@ -227,9 +239,7 @@ def curate_command(
     columns: Optional[str] = typer.Option(
         None, "--columns", help="Comma-separated columns to keep in kept/ (default: all)."
     ),
-    padding: Optional[str] = typer.Option(
-        None, "--padding", help="metaclip1 or worldwide (default: worldwide for per-language metadata)."
-    ),
+    padding: PaddingOpt = None,
     partition_size: str = typer.Option(
         "auto",
         "--partition-size",
@@ -255,9 +265,7 @@ def curate_command(
     ),
     rmm_pool_size: Optional[str] = typer.Option(None, "--rmm-pool-size", help="GPU: RMM pool per worker, e.g. 24GB."),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="GPU cluster: tcp or ucx."),
-    strict_utf8: bool = typer.Option(
-        False, "--strict-utf8", help="Fail on invalid UTF-8 instead of counting and skipping the row."
-    ),
+    strict_utf8: StrictUtf8Opt = False,
     keep_matched_ids: bool = typer.Option(False, "--keep-matched-ids", help="Also write matched_entry_ids into kept/."),
     datacomp_subset: Optional[Path] = typer.Option(
         None, "--datacomp-subset", help="Also write the kept uids as DataComp's sorted .npy subset."
