@@ -1,4 +1,4 @@
-"""Building metadata entry lists the MetaCLIP way, and inspecting them (issue 5).
+"""Building metadata entry lists the MetaCLIP way, and inspecting them.
 
 Sources, taken in this order (MetaCLIP's), each best first:
   numbers   "0" .. "99"
@@ -31,20 +31,9 @@ On the CLI, "--segmenter zh=jieba:lcut" picks one for a single language.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import glob
-import importlib
 import json
-import os
-import re
-import shutil
-import string
-import tempfile
-import unicodedata
-import warnings
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -53,373 +42,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import CurateError, MetadataError
-from .storage import write_atomic
-from .metadata import CJK_LIKE_CHARS, CJK_LIKE_RANGES, Metadata
-
-WRAPPED_MARKS = ",.;:?!`"  # the marks the spacing rule (docs/semantics.md section 2) surrounds with spaces
-# Wikipedia language codes of scripts written without spaces between words
-# (MetaCLIP 2's list): their bigram entries are written without a space.
-NO_SPACE_LANGUAGES = frozenset({"bo", "dz", "ja", "km", "lo", "my", "ryu", "th", "zh", "zh_classical", "zh_yue"})
-
-# A wrapped mark next to anything but a space (or the entry's end), or a
-# TAB/LF/CR anywhere: the spaced text never contains that, under either padding rule.
-NEVER_MATCH_PATTERN = r"[^ ][,.;:?!`]|[,.;:?!`][^ ]|[\t\n\r]"
-_NEVER_MATCH = re.compile(NEVER_MATCH_PATTERN)
-
-Segmenter = Callable[[str], Iterable[str]]
-
-
-# -- cleaning -------------------------------------------------------------------
-def clean_entry(entry: str) -> str:
-    """Collapse whitespace runs to one space and strip the ends."""
-    return " ".join(entry.split())
-
-
-def _is_punctuation(char: str) -> bool:
-    return char in string.punctuation or unicodedata.category(char).startswith("P")
-
-
-def is_pure_punctuation(token: str) -> bool:
-    return bool(token) and all(_is_punctuation(c) for c in token)
-
-
-def can_never_match(entry: str) -> bool:
-    """True when no spaced text can contain this entry (e.g. "St. Louis", "a.m.")."""
-    return _NEVER_MATCH.search(entry) is not None
-
-
-# -- segmenters ---------------------------------------------------------------------
-_SPACE_MARKS = str.maketrans({c: f" {c} " for c in WRAPPED_MARKS})
-_CJK_CLASS = "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in CJK_LIKE_RANGES) + re.escape(
-    CJK_LIKE_CHARS
+from .metadata import Metadata
+from .metadata_counts import count_corpus, frequent_keys, high_pmi_bigrams, read_counts, sum_counts, write_counts
+from .metadata_text import (
+    NEVER_MATCH_PATTERN,
+    NO_SPACE_LANGUAGES,
+    is_punctuation,
+    can_never_match,
+    clean_entry,
+    default_segmenter,
+    write_lines_atomic,
 )
-_CHAR_TOKENS = re.compile(f"[{_CJK_CLASS}]|[^\\s{_CJK_CLASS}]+")
-
-
-def words(text: str) -> list[str]:
-    """Tokens as the matcher sees them, so every counted word can match."""
-    return text.translate(_SPACE_MARKS).split()
-
-
-def chars(text: str) -> list[str]:
-    """Each CJK-like character alone; other runs split on whitespace."""
-    return _CHAR_TOKENS.findall(text)
-
-
-BUILTIN_SEGMENTERS: dict[str, Segmenter] = {"words": words, "chars": chars}
-
-
-def default_segmenter(lang: str | None) -> str:
-    return "chars" if lang in NO_SPACE_LANGUAGES else "words"
-
-
-def parse_segmenters(specs: Iterable[str]) -> dict[str | None, str]:
-    """["jieba:lcut"] applies to every language; ["zh=jieba:lcut", "th=mymod:cut"] per language."""
-    out: dict[str | None, str] = {}
-    for spec in specs:
-        lang, sep, name = spec.partition("=")
-        out[lang if sep else None] = name if sep else spec
-    return out
-
-
-@functools.cache
-def resolve_segmenter(spec: str) -> Segmenter:
-    """A built-in name or an importable "module:function"."""
-    if spec in BUILTIN_SEGMENTERS:
-        return BUILTIN_SEGMENTERS[spec]
-    module, _, attr = spec.partition(":")
-    if not attr:
-        raise CurateError(f"segmenter {spec!r}: use words, chars or module:function (e.g. jieba:lcut)")
-    try:
-        fn = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise CurateError(f"segmenter {spec!r} cannot be loaded ({e})") from None
-    if not callable(fn):
-        raise CurateError(f"segmenter {spec!r} is not callable")
-    return fn
-
-
-# -- WordNet --------------------------------------------------------------------------
-WORDNET_REQUIRED = tuple(f"{kind}.{pos}" for kind in ("index", "data") for pos in ("noun", "verb", "adj", "adv")) + (
-    "noun.exc",
-    "verb.exc",
-    "adj.exc",
-    "adv.exc",
-)
-WORDNET_OPTIONAL = ("lexnames", "cntlist.rev", "index.sense")
-# lexnames(5WN): the lexicographer file names, numbered in this order. nltk
-# needs this file; Debian's wordnet-base does not ship it, so it is written
-# next to a copy of the data when missing.
-LEXNAMES = (
-    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body "
-    "noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location "
-    "noun.motive noun.object noun.person noun.phenomenon noun.plant noun.possession noun.process "
-    "noun.quantity noun.relation noun.shape noun.state noun.substance noun.time verb.body verb.change "
-    "verb.cognition verb.communication verb.competition verb.consumption verb.contact verb.creation "
-    "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative verb.weather adj.ppl"
-).split()
-_POS_NUMBER = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
-WORDNET_HOWTO = (
-    "get it with `python -m nltk.downloader wordnet` or `apt-get install wordnet-base`, "
-    "or pass --wordnet-dir DIR (or leave WordNet out with --no-wordnet)"
-)
-
-
-def _import_nltk():
-    try:
-        import nltk
-        from nltk.corpus.reader.wordnet import WordNetCorpusReader  # noqa: F401
-    except ImportError:
-        raise CurateError("WordNet needs nltk: pip install 'gpu_curate[metadata]'") from None
-    return nltk
-
-
-def _has_wordnet(d: Path) -> bool:
-    return all((d / name).is_file() for name in WORDNET_REQUIRED)
-
-
-def locate_wordnet(wordnet_dir: str | Path | None = None):
-    """Where WordNet is read from: `wordnet_dir`, nltk's data path (NLTK_DATA,
-    ~/nltk_data, ... also wordnet.zip), $WNSEARCHDIR, or Debian's /usr/share/wordnet.
-    Returns a Path or an nltk path pointer; never downloads."""
-    nltk = _import_nltk()
-    if wordnet_dir is not None:
-        d = Path(wordnet_dir)
-        if not _has_wordnet(d):
-            raise CurateError(f"{d}: no WordNet database there (needs {', '.join(WORDNET_REQUIRED[:4])}, ...)")
-        return d
-    for resource in ("corpora/wordnet", "corpora/wordnet.zip/wordnet/"):  # as nltk's own loader tries
-        try:
-            found = nltk.data.find(resource)
-        except LookupError:
-            continue
-        return Path(found.path) if isinstance(found, nltk.data.FileSystemPathPointer) else found
-    for d in (os.environ.get("WNSEARCHDIR"), "/usr/share/wordnet"):
-        if d and _has_wordnet(Path(d)):
-            return Path(d)
-    raise CurateError(
-        "WordNet data not found (looked in nltk's data path, $NLTK_DATA, $WNSEARCHDIR, /usr/share/wordnet); "
-        + WORDNET_HOWTO
-    )
-
-
-@contextlib.contextmanager
-def _nltk_may_read(root: Path) -> Iterator[None]:
-    # nltk >= 3.9 refuses to open files outside its data path; allow `root` while reading.
-    import nltk
-
-    if str(root) in nltk.data.path:
-        yield
-        return
-    nltk.data.path.append(str(root))
-    try:
-        yield
-    finally:
-        nltk.data.path.remove(str(root))
-
-
-def _english_reader(root):
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
-
-    class EnglishWordNet(WordNetCorpusReader):
-        def map_wn(self, version="wordnet"):
-            # Only the multilingual (OMW) functions use this map, and building it
-            # reads nltk's own "wordnet" corpus, which may not be installed.
-            return None
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The multilingual functions")  # no OMW reader: English only
-        return EnglishWordNet(root, None)
-
-
-@contextlib.contextmanager
-def open_wordnet(wordnet_dir: str | Path | None = None):
-    """An nltk WordNet reader over the located data (see `locate_wordnet`)."""
-    root = locate_wordnet(wordnet_dir)
-    if not isinstance(root, Path):  # inside nltk's data path (a zip): readable as is
-        yield _english_reader(root)
-    elif (root / "lexnames").is_file():
-        with _nltk_may_read(root):
-            yield _english_reader(str(root))
-    else:
-        with tempfile.TemporaryDirectory(prefix="gpu_curate-wordnet-") as tmp:
-            # A copy, not links: nltk resolves links and refuses targets outside its data path.
-            for name in WORDNET_REQUIRED + WORDNET_OPTIONAL:
-                if (root / name).is_file():
-                    shutil.copyfile(root / name, Path(tmp) / name)
-            lines = (f"{i:02d}\t{name}\t{_POS_NUMBER[name.split('.')[0]]}\n" for i, name in enumerate(LEXNAMES))
-            (Path(tmp) / "lexnames").write_text("".join(lines), encoding="ascii")
-            with _nltk_may_read(Path(tmp)):
-                yield _english_reader(tmp)
-
-
-def wordnet_entries(wordnet_dir: str | Path | None = None, lemmas: bool = False) -> list[str]:
-    """Synset-name heads, sorted; then (if `lemmas`) the other lemma names, sorted.
-
-    A head is the part of `synset.name()` before the first dot, "_" read as a
-    space; it is empty for names such as ".22.a.01" (".22-caliber"), dropped."""
-    with open_wordnet(wordnet_dir) as wn:
-        heads = {s.name().split(".")[0].replace("_", " ") for s in wn.all_synsets()} - {""}
-        extra = {name.replace("_", " ") for name in wn.all_lemma_names()} - heads if lemmas else set()
-    return sorted(heads) + sorted(extra)
-
-
-# -- counts ---------------------------------------------------------------------------
-COUNTS_SCHEMA = pa.schema([("key", pa.large_string()), ("count", pa.int64())])
-
-
-def read_counts(path: str | Path) -> pa.Table:
-    """A `key<TAB>count` file as a (key, count) table; no quoting, no header."""
-    import pyarrow.csv as pacsv
-
-    if Path(path).is_file() and Path(path).stat().st_size == 0:
-        return COUNTS_SCHEMA.empty_table()  # e.g. a shard of a language with no data
-    try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=COUNTS_SCHEMA.names),
-            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
-            convert_options=pacsv.ConvertOptions(column_types=COUNTS_SCHEMA),
-        )
-    except FileNotFoundError:
-        raise MetadataError(f"{path}: no such file") from None
-    except pa.ArrowInvalid as e:
-        raise MetadataError(_first_bad_line(path) or f"{path}: {e}") from None
-    if table.column("count").null_count:
-        raise MetadataError(_first_bad_line(path) or f"{path}: missing counts")
-    return table
-
-
-def _first_bad_line(path) -> str | None:
-    # pyarrow's parse errors name no line; find it (only on the error path).
-    good = re.compile(rb"[^\t\n]*\t *\d+ *\r?\n?")
-    with open(path, "rb") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip() and not good.fullmatch(line):
-                return f"{path} line {n}: expected key<TAB>count, got {line[:80]!r}"
-    return None
-
-
-def sum_counts(tables: Sequence[pa.Table]) -> pa.Table:
-    """Concatenate and add up repeated keys (per-day or per-shard files may be passed together)."""
-    if not tables:
-        return COUNTS_SCHEMA.empty_table()
-    summed = pa.concat_tables([t.select(COUNTS_SCHEMA.names).cast(COUNTS_SCHEMA) for t in tables])
-    summed = summed.group_by("key").aggregate([("count", "sum")])
-    return pa.table({"key": summed.column("key"), "count": summed.column("count_sum")}, schema=COUNTS_SCHEMA)
-
-
-def _count_partition(lines: Iterable[str], segmenter: str) -> tuple[Counter, Counter]:
-    segment = resolve_segmenter(segmenter)
-    unigrams: Counter = Counter()
-    bigrams: Counter = Counter()
-    for line in lines:
-        previous = None
-        for token in (t for piece in segment(line) for t in piece.split()):
-            if is_pure_punctuation(token):
-                previous = None  # a bigram never spans punctuation
-                continue
-            unigrams[token] += 1
-            if previous is not None:
-                bigrams[f"{previous} {token}"] += 1
-            previous = token
-    return unigrams, bigrams
-
-
-def _merge_partitions(parts: Iterable[tuple[Counter, Counter]]) -> tuple[Counter, Counter]:
-    unigrams: Counter = Counter()
-    bigrams: Counter = Counter()
-    for u, b in parts:
-        unigrams.update(u)
-        bigrams.update(b)
-    return unigrams, bigrams
-
-
-def _counter_table(counter: Counter) -> pa.Table:
-    return pa.table({"key": list(counter.keys()), "count": list(counter.values())}, schema=COUNTS_SCHEMA)
-
-
-def count_corpus(
-    paths: Sequence[str | Path], segmenter: str = "words", scheduler: str | None = None, blocksize: str = "64MiB"
-) -> tuple[pa.Table, pa.Table]:
-    """(unigram, bigram) count tables of raw text files, one text per line.
-
-    Dask reads the files in `blocksize` pieces, counts each piece, and merges the
-    counters in a tree; memory grows with the vocabulary, never with the corpus.
-    `scheduler`: dask's "processes" (the bag default), "threads", "synchronous",
-    or a distributed scheduler address ("tcp://host:8786").
-    """
-    import dask.bag as db
-
-    resolve_segmenter(segmenter)  # fail here, not in a worker
-    missing = [str(p) for p in paths if not Path(p).is_file()]
-    if missing:
-        raise MetadataError(f"{missing[0]}: no such corpus file")
-    lines = db.read_text([str(p) for p in paths], blocksize=blocksize, encoding="utf-8")
-    counted = lines.reduction(
-        functools.partial(_count_partition, segmenter=segmenter), _merge_partitions, split_every=8
-    )
-    try:
-        if scheduler and "://" in scheduler:
-            from distributed import Client
-
-            with Client(scheduler):
-                unigrams, bigrams = counted.compute()
-        else:
-            unigrams, bigrams = counted.compute(scheduler=scheduler)
-    except UnicodeDecodeError as e:
-        raise MetadataError(f"corpus is not valid UTF-8 ({e})") from None
-    return _counter_table(unigrams), _counter_table(bigrams)
-
-
-def write_counts(table: pa.Table, path: str | Path) -> None:
-    """Counts as `key<TAB>count` lines, most frequent first (readable by `read_counts`)."""
-    table = table.sort_by([("count", "descending"), ("key", "ascending")])
-    lines = (f"{k}\t{c}\n" for k, c in zip(table.column("key").to_pylist(), table.column("count").to_pylist()))
-    _write_atomic(Path(path), lines)
-
-
-# -- selection by score ---------------------------------------------------------------
-def _ranked(keys: pa.Array, scores: np.ndarray, keep: np.ndarray) -> list[str]:
-    table = pa.table({"key": pc.filter(keys, pa.array(keep)), "score": scores[keep]})
-    order = pc.sort_indices(table, sort_keys=[("score", "descending"), ("key", "ascending")])
-    return table.column("key").take(order).to_pylist()
-
-
-def frequent_keys(counts: pa.Table, min_count: int) -> list[str]:
-    """Keys counted at least `min_count` times, most frequent first."""
-    c = counts.column("count").to_numpy()
-    return _ranked(counts.column("key"), c, c >= min_count)
-
-
-def bigram_pmi(bigrams: pa.Table, unigrams: pa.Table) -> pa.Table:
-    """(key, pmi) for every bigram whose two words have unigram counts (formula: module doc)."""
-    keys = bigrams.column("key").combine_chunks()
-    parts = pc.split_pattern(keys, " ")
-    bad = pc.or_(pc.not_equal(pc.list_value_length(parts), 2), pc.match_substring_regex(keys, "^ | $"))
-    if pc.any(bad).as_py():
-        key = keys[pc.index(bad, True).as_py()].as_py()
-        raise MetadataError(f"bigram {key!r} is not two words separated by one space")
-    first, second = pc.list_element(parts, 0), pc.list_element(parts, 1)
-    vocab, counts = unigrams.column("key").combine_chunks(), unigrams.column("count").combine_chunks()
-    c1 = counts.take(pc.index_in(first, value_set=vocab))
-    c2 = counts.take(pc.index_in(second, value_set=vocab))
-    known = pc.and_(pc.is_valid(c1), pc.is_valid(c2))
-    total = float(pc.sum(counts).as_py() or 0)
-    c12 = bigrams.column("count").combine_chunks().filter(known).to_numpy().astype(np.float64)
-    c1 = c1.filter(known).to_numpy().astype(np.float64)
-    c2 = c2.filter(known).to_numpy().astype(np.float64)
-    # Floats, not int64: c(a b) * N overflows 64 bits at Wikipedia scale.
-    pmi = np.log2(c12 * total) - np.log2(c1 * c2)
-    return pa.table({"key": keys.filter(known), "pmi": pmi})
-
-
-def high_pmi_bigrams(bigrams: pa.Table, unigrams: pa.Table, min_pmi: float, joiner: str = " ") -> list[str]:
-    """Bigrams with PMI >= `min_pmi`, highest first, their words joined by `joiner`."""
-    scored = bigram_pmi(bigrams, unigrams)
-    pmi = scored.column("pmi").to_numpy()
-    ranked = _ranked(scored.column("key"), pmi, pmi >= min_pmi)
-    return ranked if joiner == " " else [joiner.join(k.split(" ")) for k in ranked]
+from .metadata_wordnet import wordnet_entries
 
 
 # -- assembling -------------------------------------------------------------------------
@@ -452,7 +86,7 @@ def assemble(
             entry = clean_entry(raw)
             if (
                 not entry
-                or (len(entry) == 1 and _is_punctuation(entry))
+                or (len(entry) == 1 and is_punctuation(entry))
                 or (drop_unmatchable and can_never_match(entry))
             ):
                 report.rejected += 1
@@ -557,21 +191,13 @@ def _underscores_to_spaces(table: pa.Table) -> pa.Table:
 
 
 # -- output -------------------------------------------------------------------------------
-def _write_atomic(path: Path, chunks: Iterable[str]) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(chunks)
-
-    write_atomic(path, write)
-
-
 def write_entries(entries: Sequence[str], path: str | Path) -> None:
     """A JSON list, or one entry per line for a .txt path; written to a temp name, then renamed."""
     path = Path(path)
     if path.suffix.lower() == ".txt":
-        _write_atomic(path, (f"{e}\n" for e in entries))
+        write_lines_atomic(path, (f"{e}\n" for e in entries))
     else:
-        _write_atomic(path, [json.dumps(list(entries), ensure_ascii=False)])
+        write_lines_atomic(path, [json.dumps(list(entries), ensure_ascii=False)])
 
 
 # -- stats --------------------------------------------------------------------------------------

@@ -105,7 +105,8 @@ def build_command(
     """Build an entry list from WordNet, counts, corpora and titles; print what each source gave."""
     from rich.console import Console
 
-    from .metadata_build import BuildOptions, build_entries, parse_segmenters, write_entries
+    from .metadata_build import BuildOptions, build_entries, write_entries
+    from .metadata_text import parse_segmenters
 
     for name, value in (("--min-count", min_count), ("--min-views", min_views)):
         if value < 1:

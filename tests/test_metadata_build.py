@@ -16,6 +16,9 @@ from typer.testing import CliRunner
 
 import gpu_curate as gc
 from gpu_curate import metadata_build as mb
+from gpu_curate import metadata_counts as mc
+from gpu_curate import metadata_text as mt
+from gpu_curate import metadata_wordnet as mw
 from gpu_curate.cli import app
 from gpu_curate.errors import CurateError, MetadataError
 
@@ -39,7 +42,7 @@ PMI_CORPUS = "new york is big\nnew york is old\nthe cat is old\n"
 
 
 def test_pmi_equals_hand_computation(tmp_path):
-    uni, bi = mb.count_corpus([write(tmp_path / "c.txt", PMI_CORPUS)], scheduler="synchronous")
+    uni, bi = mc.count_corpus([write(tmp_path / "c.txt", PMI_CORPUS)], scheduler="synchronous")
     assert counts_dict(uni) == {"new": 2, "york": 2, "is": 3, "big": 1, "old": 2, "the": 1, "cat": 1}
     # N = 12 words. PMI(a b) = log2(c(ab) * N / (c(a) c(b))), by hand:
     expected = {
@@ -50,42 +53,42 @@ def test_pmi_equals_hand_computation(tmp_path):
         "the cat": math.log2(12),
         "cat is": 2.0,  # log2(1*12 / (1*3))
     }
-    got = mb.bigram_pmi(bi, uni).to_pydict()
+    got = mc.bigram_pmi(bi, uni).to_pydict()
     assert dict(zip(got["key"], got["pmi"])) == pytest.approx(expected, abs=1e-12)
-    assert mb.high_pmi_bigrams(bi, uni, min_pmi=2.5) == ["the cat", "new york"]  # highest PMI first
-    assert mb.high_pmi_bigrams(bi, uni, min_pmi=2.5, joiner="") == ["thecat", "newyork"]
+    assert mc.high_pmi_bigrams(bi, uni, min_pmi=2.5) == ["the cat", "new york"]  # highest PMI first
+    assert mc.high_pmi_bigrams(bi, uni, min_pmi=2.5, joiner="") == ["thecat", "newyork"]
 
 
 def test_pmi_is_nltks_definition(tmp_path):
     collocations = pytest.importorskip("nltk.collocations")
     from nltk.probability import FreqDist
 
-    uni, bi = mb.count_corpus([write(tmp_path / "c.txt", PMI_CORPUS)], scheduler="synchronous")
+    uni, bi = mc.count_corpus([write(tmp_path / "c.txt", PMI_CORPUS)], scheduler="synchronous")
     finder = collocations.BigramCollocationFinder(
         FreqDist(counts_dict(uni)), FreqDist({tuple(k.split()): c for k, c in counts_dict(bi).items()})
     )
     theirs = {" ".join(k): v for k, v in finder.score_ngrams(collocations.BigramAssocMeasures.pmi)}
-    got = mb.bigram_pmi(bi, uni).to_pydict()
+    got = mc.bigram_pmi(bi, uni).to_pydict()
     assert dict(zip(got["key"], got["pmi"])) == pytest.approx(theirs, abs=1e-12)
 
 
 def test_bigram_with_unknown_word_gets_no_score():
-    uni = mb.sum_counts([pa.table({"key": ["a", "b"], "count": [1, 1]})])
-    bi = mb.sum_counts([pa.table({"key": ["a b", "a z"], "count": [1, 1]})])
-    assert mb.bigram_pmi(bi, uni).column("key").to_pylist() == ["a b"]
+    uni = mc.sum_counts([pa.table({"key": ["a", "b"], "count": [1, 1]})])
+    bi = mc.sum_counts([pa.table({"key": ["a b", "a z"], "count": [1, 1]})])
+    assert mc.bigram_pmi(bi, uni).column("key").to_pylist() == ["a b"]
     with pytest.raises(MetadataError, match="not two words"):
-        mb.bigram_pmi(mb.sum_counts([pa.table({"key": ["a b c"], "count": [1]})]), uni)
+        mc.bigram_pmi(mc.sum_counts([pa.table({"key": ["a b c"], "count": [1]})]), uni)
 
 
 def test_words_segmenter_splits_like_the_matcher(tmp_path):
-    assert mb.words("Hello, world.St. Louis's (dog)") == ["Hello", ",", "world", ".", "St", ".", "Louis's", "(dog)"]
-    uni, bi = mb.count_corpus([write(tmp_path / "c.txt", "big, old dog\n")], scheduler="synchronous")
+    assert mt.words("Hello, world.St. Louis's (dog)") == ["Hello", ",", "world", ".", "St", ".", "Louis's", "(dog)"]
+    uni, bi = mc.count_corpus([write(tmp_path / "c.txt", "big, old dog\n")], scheduler="synchronous")
     assert counts_dict(uni) == {"big": 1, "old": 1, "dog": 1}  # punctuation is not a word
     assert counts_dict(bi) == {"old dog": 1}  # and no bigram spans it
 
 
 def test_chars_segmenter():
-    assert mb.chars("我爱北京 hello world，好") == ["我", "爱", "北", "京", "hello", "world", "，", "好"]
+    assert mt.chars("我爱北京 hello world，好") == ["我", "爱", "北", "京", "hello", "world", "，", "好"]
 
 
 def test_counts_do_not_depend_on_partitioning(tmp_path):
@@ -94,14 +97,14 @@ def test_counts_do_not_depend_on_partitioning(tmp_path):
         write(tmp_path / "a.txt", "\n".join(lines[:150]) + "\n"),
         write(tmp_path / "b.txt", "\n".join(lines[150:])),
     ]
-    one = mb.count_corpus(corpus, scheduler="synchronous", blocksize="64MiB")
-    many = mb.count_corpus(corpus, scheduler="processes", blocksize="200B")  # ~20 partitions, 2 processes
+    one = mc.count_corpus(corpus, scheduler="synchronous", blocksize="64MiB")
+    many = mc.count_corpus(corpus, scheduler="processes", blocksize="200B")  # ~20 partitions, 2 processes
     assert [counts_dict(t) for t in one] == [counts_dict(t) for t in many]
     assert sum(counts_dict(one[0]).values()) == 1200
 
 
 def test_plugin_segmenter(tmp_path):
-    uni, bi = mb.count_corpus(
+    uni, bi = mc.count_corpus(
         [write(tmp_path / "c.txt", "new york|is||big\n")],
         segmenter="test_metadata_build:split_on_pipe",
         scheduler="synchronous",
@@ -109,22 +112,22 @@ def test_plugin_segmenter(tmp_path):
     assert counts_dict(uni) == {"new": 1, "york": 1, "is": 1, "big": 1}  # tokens split again on whitespace
     assert counts_dict(bi) == {"new york": 1, "york is": 1, "is big": 1}
     with pytest.raises(CurateError, match="cannot be loaded"):
-        mb.resolve_segmenter("no_such_module_xyz:cut")
+        mt.resolve_segmenter("no_such_module_xyz:cut")
 
 
 def test_segmenter_per_language():
-    assert mb.parse_segmenters(["jieba:lcut"]) == {None: "jieba:lcut"}
-    assert mb.parse_segmenters(["words", "zh=jieba:lcut"]) == {None: "words", "zh": "jieba:lcut"}
+    assert mt.parse_segmenters(["jieba:lcut"]) == {None: "jieba:lcut"}
+    assert mt.parse_segmenters(["words", "zh=jieba:lcut"]) == {None: "words", "zh": "jieba:lcut"}
 
 
 def test_read_counts_sums_repeats_and_names_bad_lines(tmp_path):
     a = write(tmp_path / "a.tsv", 'dog\t3\n"quoted\t2\nNA\t1\n')
     b = write(tmp_path / "b.tsv", "dog\t4\n")
-    assert counts_dict(mb.sum_counts([mb.read_counts(a), mb.read_counts(b)])) == {"dog": 7, '"quoted': 2, "NA": 1}
+    assert counts_dict(mc.sum_counts([mc.read_counts(a), mc.read_counts(b)])) == {"dog": 7, '"quoted': 2, "NA": 1}
     with pytest.raises(MetadataError, match=r"bad.tsv line 2: expected key<TAB>count"):
-        mb.read_counts(write(tmp_path / "bad.tsv", "dog\t3\ncat\tmany\n"))
+        mc.read_counts(write(tmp_path / "bad.tsv", "dog\t3\ncat\tmany\n"))
     with pytest.raises(MetadataError, match="line 2"):
-        mb.read_counts(write(tmp_path / "bad2.tsv", "dog\t3\nhot\tdog\t2\n"))
+        mc.read_counts(write(tmp_path / "bad2.tsv", "dog\t3\nhot\tdog\t2\n"))
 
 
 # -- assembling -----------------------------------------------------------------------
@@ -163,7 +166,7 @@ def test_assemble_cleans_dedups_and_caps():
     ],
 )
 def test_never_match_agrees_with_the_oracle(entry, witness):
-    assert mb.can_never_match(entry) == (witness is None)
+    assert mt.can_never_match(entry) == (witness is None)
     padded = f" {entry} "
     if witness is not None:
         assert padded in spaced(witness)
@@ -254,9 +257,9 @@ def test_missing_wordnet_says_how_to_get_it(monkeypatch):
         raise LookupError("no")
 
     monkeypatch.setattr(nltk.data, "find", not_found)
-    monkeypatch.setattr(mb, "_has_wordnet", lambda d: False)
+    monkeypatch.setattr(mw, "_has_wordnet", lambda d: False)
     with pytest.raises(CurateError) as e:
-        mb.locate_wordnet()
+        mw.locate_wordnet()
     msg = str(e.value)
     assert "\n" not in msg and "nltk.downloader wordnet" in msg and "wordnet-base" in msg and "--wordnet-dir" in msg
 
@@ -264,12 +267,12 @@ def test_missing_wordnet_says_how_to_get_it(monkeypatch):
 def test_wordnet_heads_equal_the_reference_set():
     pytest.importorskip("nltk", reason="nltk not installed: pip install 'gpu_curate[metadata]'")
     try:
-        root = mb.locate_wordnet()
+        root = mw.locate_wordnet()
     except CurateError as e:
         pytest.skip(f"no WordNet data here: {e}")
     reference = set(shared("metadata/wordnet30_synset_heads.txt").read_text(encoding="utf-8").splitlines())
     had_lexnames = isinstance(root, Path) and (root / "lexnames").exists()
-    entries = mb.wordnet_entries(lemmas=True)
+    entries = mw.wordnet_entries(lemmas=True)
     heads = entries[: len(reference)]
     assert len(reference) == 86_554 and set(heads) == reference and heads == sorted(heads)
     assert "wienerwurst" in entries[len(reference) :]  # a lemma that heads no synset
