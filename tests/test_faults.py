@@ -208,7 +208,7 @@ def curate_on_cluster(out, t, workers: int, **env):
             mp.setenv(k, v)
         with (
             distributed.LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0", silence_logs=50
             ) as cluster,
             distributed.Client(cluster) as client,
         ):
@@ -272,7 +272,7 @@ def test_workers_killed_at_random(tmp_path, runs, seed):
     kills, done = [], threading.Event()
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0", silence_logs=50
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
