@@ -53,6 +53,55 @@ def english_pool() -> list[str]:
     return [t for path, col in ENGLISH_POOLS for t in read_texts(path, col)]
 
 
+def long_texts(texts: list[str], join: int) -> list[str]:
+    """len(texts) // join documents, each `join` consecutive texts joined by one space
+    (the same bytes as `texts`, give or take the spaces and the leftover texts)."""
+    return [" ".join(texts[i : i + join]) for i in range(0, len(texts) - join + 1, join)]
+
+
+# Pools per language for the worldwide benchmarks (see ../shared/data/README.md).
+LANGUAGE_POOLS = {
+    "en": ENGLISH_POOLS,
+    "zh": (("captions/coco_cn_zh.tsv", 1),),
+    "nl": (("captions/dutch_descriptions_nl.txt", None),),
+}
+# Worldwide metadata: one list per language, matched with the worldwide padding rule.
+LANGUAGE_METADATA = {
+    "en": "metadata/en_500k.json",
+    "zh": "metadata/zh_wordfreq_100k.txt",
+    "nl": "metadata/nl_wordfreq_100k.txt",
+}
+
+
+def parse_mix(spec: str) -> dict[str, float]:
+    """The --mix syntax, e.g. zh=0.8,en=0.15,nl=0.05, as {lang: share}, shares summing to 1."""
+    mix = {}
+    for part in spec.split(","):
+        lang, _, share = part.partition("=")
+        if lang.strip() not in LANGUAGE_POOLS or not share:
+            raise ValueError(f"{part!r}: want LANG=SHARE with LANG in {', '.join(LANGUAGE_POOLS)}")
+        mix[lang.strip()] = float(share)
+    total = sum(mix.values())
+    if total <= 0 or min(mix.values()) < 0:
+        raise ValueError(f"{spec!r}: shares must be >= 0 and not all 0")
+    return {lang: share / total for lang, share in mix.items()}
+
+
+def worldwide_texts(n: int, mix: dict[str, float], seed: int) -> tuple[list[str], list[str]]:
+    """n (text, language) rows: each row's language drawn with the `mix` shares,
+    then its text drawn uniformly, with replacement, from that language's pool."""
+    rng = np.random.default_rng(seed)
+    langs = list(mix)
+    row_lang = rng.choice(len(langs), size=n, p=[mix[lang] for lang in langs])
+    texts: list[str] = [""] * n
+    for k, lang in enumerate(langs):
+        pool = [t for path, col in LANGUAGE_POOLS[lang] for t in read_texts(path, col)]
+        rows = np.flatnonzero(row_lang == k)
+        for row, pick in zip(rows.tolist(), rng.integers(0, len(pool), size=len(rows)).tolist()):
+            texts[row] = pool[pick]
+    return texts, [langs[k] for k in row_lang.tolist()]
+
+
 def pool_ngrams(texts: list[str], sizes: tuple[int, ...] = (2, 3)) -> list[str]:
     """The word n-grams of `texts`, most frequent first (ties in string order).
 
