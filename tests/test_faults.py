@@ -208,7 +208,11 @@ def curate_on_cluster(out, t, workers: int, **env):
             mp.setenv(k, v)
         with (
             distributed.LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0", silence_logs=50
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address="127.0.0.1:0",
+                silence_logs=50,
             ) as cluster,
             distributed.Client(cluster) as client,
         ):
