@@ -269,7 +269,10 @@ def run_case(case: Case, args, n_cpus: int) -> dict:
         t_aho_build, _, aho = best_of(1, lambda: aho_automaton(md))
         duplicates = duplicate_ids(md)
         baseline = (metaclip_match, (case.texts,), (aho,))
-        engine = lambda threads: match_cpu(column, automaton, threads)
+
+        def engine(threads):
+            return match_cpu(column, automaton, threads)
+
         entries = f"{len(md):,} entries ({md.padding} padding); gpu_curate {automaton}"
     else:
         mds = MetadataSet(case.lists)
@@ -281,7 +284,10 @@ def run_case(case: Case, args, n_cpus: int) -> dict:
         )
         duplicates = {i: d for lang, md in mds.lists.items() for i, d in duplicate_ids(md, mds.bases[lang]).items()}
         baseline = (metaclip_match_langs, (case.texts, case.langs), (built,))
-        engine = lambda threads: mds.match(column, langs, "cpu", threads)[0]
+
+        def engine(threads):
+            return mds.match(column, langs, "cpu", threads)[0]
+
         entries = ", ".join(f"{lang} {len(md):,}" for lang, md in mds.lists.items()) + " entries (worldwide padding)"
     print(f"#   {entries}; build: gpu_curate {t_build:.2f} s, pyahocorasick {t_aho_build:.2f} s")
 
