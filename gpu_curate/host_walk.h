@@ -88,8 +88,25 @@ inline int64_t rank_sort_lanes(const int32_t* src, int64_t n, int32_t* dst) {
   return m;
 }
 
-// Sorted unique ids of src[0..n) into dst (not overlapping src); their number.
-GC_SORT_CLONES static int64_t sorted_unique(const int32_t* src, int64_t n, int32_t* dst) {
+// Two sorted unique runs merged into dst, an id in both written once (no
+// branch on the ids: they are random, and a mispredicted branch per id
+// costs more than the merge).
+static inline int64_t merge_unique(const int32_t* a, int64_t na, const int32_t* b, int64_t nb, int32_t* dst) {
+  int64_t i = 0, j = 0, m = 0;
+  while (i < na && j < nb) {
+    const int32_t x = a[i], y = b[j];
+    dst[m++] = x < y ? x : y;
+    i += x <= y;
+    j += y <= x;
+  }
+  while (i < na) dst[m++] = a[i++];
+  while (j < nb) dst[m++] = b[j++];
+  return m;
+}
+
+// Sorted unique ids of src[0..n) into dst (not overlapping src); their
+// number. Rows over 64 ids (long documents) use `scratch`.
+GC_SORT_CLONES static int64_t sorted_unique(const int32_t* src, int64_t n, int32_t* dst, std::vector<int32_t>& scratch) {
   if (n <= 1) {
     if (n == 1) dst[0] = src[0];
     return n;
@@ -97,23 +114,40 @@ GC_SORT_CLONES static int64_t sorted_unique(const int32_t* src, int64_t n, int32
   if (n <= 8) return rank_sort_lanes<1>(src, n, dst);
   if (n <= 16) return rank_sort_lanes<2>(src, n, dst);
   if (n <= 32) return rank_sort_lanes<4>(src, n, dst);
-  if (n <= 64) {  // two sorted halves, merged; equal heads are written once
+  if (n <= 64) {  // two sorted halves, merged
     int32_t a[32], b[32];
     const int64_t na = rank_sort_lanes<4>(src, 32, a), nb = rank_sort_lanes<4>(src + 32, n - 32, b);
-    int64_t i = 0, j = 0, m = 0;
-    while (i < na && j < nb) {
-      const int32_t x = a[i], y = b[j];
-      dst[m++] = x < y ? x : y;
-      i += x <= y;
-      j += y <= x;
-    }
-    while (i < na) dst[m++] = a[i++];
-    while (j < nb) dst[m++] = b[j++];
-    return m;
+    return merge_unique(a, na, b, nb, dst);
   }
-  std::copy(src, src + n, dst);
-  std::sort(dst, dst + n);
-  return std::unique(dst, dst + n) - dst;
+  // Blocks of 32 sorted as above, then merged pairwise, level by level
+  // (std::sort mispredicts a branch on about every other id here). Run k
+  // starts at 32 * 2^level * k in its buffer: a merged run fits in the
+  // space of the two it replaces.
+  scratch.resize(n);
+  int32_t* cur = dst;
+  int32_t* next = scratch.data();
+  const int64_t n_runs = (n + 31) / 32;
+  int64_t len_buf[64] = {};
+  std::vector<int64_t> len_heap;
+  int64_t* len = len_buf;
+  if (n_runs > 64) {
+    len_heap.resize(n_runs);
+    len = len_heap.data();
+  }
+  for (int64_t k = 0; k < n_runs; ++k) {
+    const int64_t s = 32 * k;
+    len[k] = rank_sort_lanes<4>(src + s, std::min<int64_t>(32, n - s), cur + s);
+  }
+  for (int64_t width = 32, runs = n_runs; runs > 1; width *= 2, runs = (runs + 1) / 2) {
+    for (int64_t k = 0; 2 * k < runs; ++k) {
+      const int64_t a = 2 * width * k, b = a + width;
+      len[k] = 2 * k + 1 < runs ? merge_unique(cur + a, len[2 * k], cur + b, len[2 * k + 1], next + a)
+                                : (std::copy(cur + a, cur + a + len[2 * k], next + a), len[2 * k]);
+    }
+    std::swap(cur, next);
+  }
+  if (cur != dst) std::copy(cur, cur + len[0], dst);
+  return len[0];
 }
 
 // Host prefetch of a probe's first two slots (ordered probes are short:
@@ -347,7 +381,7 @@ class BatchWalker {
           if (row == r) long_row_.push_back(id);
         src = long_row_.data();
       }
-      counts[r] = sorted_unique(src, n, out);
+      counts[r] = sorted_unique(src, n, out, merge_);
       out += counts[r];
     }
     ids.resize(out - ids.data());
@@ -373,7 +407,7 @@ class BatchWalker {
   // Per row of the batch: its first kRowSlots ids, how many it has, the rest.
   std::vector<int32_t> row_ids_, row_n_;
   std::vector<std::pair<int32_t, int32_t>> spill_;
-  std::vector<int32_t> long_row_;
+  std::vector<int32_t> long_row_, merge_;
 };
 
 }  // namespace gc

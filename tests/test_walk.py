@@ -33,13 +33,14 @@ def check(entries, texts, padding="metaclip1", oracle=True):
     return batched.to_lists()
 
 
-WORDS = [f"w{i}" for i in range(300)]
+WORDS = [f"w{i}" for i in range(1500)]
 
 
-@pytest.mark.parametrize("n_ids", [1, 2, 7, 8, 9, 16, 17, 24, 25, 32, 33, 63, 64, 65, 66, 200, 300])
+@pytest.mark.parametrize("n_ids", [1, 2, 7, 8, 9, 16, 17, 24, 25, 32, 33, 63, 64, 65, 66, 97, 200, 300, 1500])
 def test_rows_with_many_ids_and_repeats(n_ids):
     # n_ids distinct ids per row (every sort path: 8, 16, 32 lanes, two
-    # halves merged, a general sort), each word twice, once more reversed,
+    # halves merged, blocks of 32 merged level by level, an odd block out,
+    # over 64 blocks: 1500 ids are 3000 emits), each word twice, once more reversed,
     # so that repeats reach every path too and rows pass ROW_SLOTS emits.
     words = WORDS[:n_ids]
     texts = [" ".join(words + words[::-1]), " ".join(words), "w0 " * n_ids, None, ""]
