@@ -87,6 +87,13 @@ PaddingOpt = Annotated[
     Optional[str],
     typer.Option("--padding", help="metaclip1 or worldwide (default: worldwide for per-language metadata)."),
 ]
+WorkDirOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--work-dir",
+        help="With an --out on object storage (s3://, gs://, ...): the local directory the run is staged in before it is published (default: a directory per URL under ~/.cache/gpu_curate/out).",
+    ),
+]
 StrictUtf8Opt = Annotated[
     bool,
     typer.Option(
@@ -207,8 +214,12 @@ def curate_command(
     pool: PoolArg,
     metadata: MetadataOpt,
     out: str = typer.Option(
-        ..., "--out", "-o", help="Output directory, a path or file:// URL (rerun the same command to resume)."
+        ...,
+        "--out",
+        "-o",
+        help="Output directory, a path or file:// URL, or an fsspec URL (s3://, gs://, ...): staged locally, then published (rerun the same command to resume).",
     ),
+    work_dir: WorkDirOpt = None,
     t: float = typer.Option(
         20000, "--t", help="Balancing threshold: entries matched by more rows are sampled down to about t."
     ),
@@ -324,14 +335,19 @@ def curate_command(
         dashboard=dashboard,
         log=typer.echo,
     )
-    curate(cfg, cluster=cluster, progress=not quiet, log=typer.echo)
-    typer.echo(f"outputs in {out}/ (kept/, matches/, entry_counts.parquet, summary.json)")
+    curate(cfg, cluster=cluster, progress=not quiet, log=typer.echo, work_dir=work_dir)
+    if "://" in out and not out.startswith("file://"):
+        typer.echo(f"outputs in {out}/: current.json names the visible generation, generations/<id>/kept the kept rows")
+    else:
+        typer.echo(f"outputs in {out}/ (kept/, matches/, entry_counts.parquet, summary.json)")
 
 
 @app.command("balance")
 @interruptible
 def balance_command(
-    out: str = typer.Argument(..., help="Output directory of a finished `gpu-curate curate`."),
+    out: str = typer.Argument(
+        ..., help="Output directory of a finished `gpu-curate curate`, or the URL it published to."
+    ),
     t: Optional[float] = typer.Option(None, "--t", help="New threshold (default: the run's)."),
     t_en: Optional[float] = typer.Option(None, "--t-en", help="New English threshold (worldwide)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="New seed (default: the run's)."),
@@ -341,6 +357,7 @@ def balance_command(
         "-o",
         help="Write this balance to another directory (its own kept/, counts, summary), leaving OUT as it is: compare several t without copies.",
     ),
+    work_dir: WorkDirOpt = None,
     in_process: bool = typer.Option(False, "--in-process", help="No cluster: run in this process."),
     scheduler_address: Optional[str] = typer.Option(None, "--scheduler-address", help="Use an existing Dask cluster."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -361,6 +378,7 @@ def balance_command(
             log=typer.echo,
             command=_command_line(),
             into=into,
+            work_dir=work_dir,
         )
 
 

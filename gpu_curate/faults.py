@@ -8,7 +8,9 @@ that publishes it. Inert when the variables below are unset (one dict look-up).
         PATTERN  the last components of the written path, each an fnmatch
                  pattern: "matches/_part-000001.json", "generations/*/kept/part-*.parquet",
                  "current", "generations/*" (a generation directory itself)
-        PHASE    before-rename (the temporary file is complete) | after-rename
+        PHASE    before-rename (the temporary file is complete) | after-rename;
+                 uploads to object storage (publish.py): before-upload | after-upload,
+                 with the object's URL as the path ("run/current.json")
         N        fire at the N-th checkpoint that matches, in this process (default 1)
     GPU_CURATE_FAULT_ONCE=FILE   fire only in the process that creates FILE first
                                  (a retried task or a restarted worker passes)
@@ -23,7 +25,7 @@ import fnmatch
 import os
 import signal
 
-PHASES = ("before-rename", "after-rename")
+PHASES = ("before-rename", "after-rename", "before-upload", "after-upload")
 
 
 def checkpoint(path, phase: str) -> None:

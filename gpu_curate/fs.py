@@ -62,16 +62,18 @@ def local_path(url: str) -> str | None:
 
 
 def local_out(value, option: str = "--out") -> str:
-    """The local directory an output option names: a path, or a file:// URL.
-    Other URLs are refused in one line: a run's outputs rest on POSIX
-    semantics (rename over a file or a symlink, flock, memory maps), which
-    object stores lack, so they cannot be written there safely yet."""
+    """The local directory that an output option names: a path, or a file://
+    URL. Where a run's outputs may go to object storage (curate --out, balance
+    OUT), publish.resolve_out stages them locally and publishes them; every
+    other output option writes in place, which rests on POSIX semantics
+    (rename over a file or a symlink, flock, memory maps) that object stores
+    lack, so a URL is refused there in one line."""
     fs, path = split_url(str(value))
     if fs is not None:
         raise OptionError(
-            f"{option} {quote_path(value)}: outputs go to a local or shared POSIX file system (a path or a "
-            "file:// URL), not to object storage yet (resume and the atomic switch of a run's outputs need "
-            "rename, symlinks and flock); write them there and copy the finished directory"
+            f"{option} {quote_path(value)}: writes a local or shared POSIX file system (a path or a file:// URL), "
+            "not object storage; only curate --out and balance OUT publish to a URL (from a local work dir), "
+            "so point this at that work dir or a local path"
         )
     return path
 

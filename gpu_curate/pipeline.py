@@ -43,6 +43,7 @@ from .pass1 import match_partition
 from .pass2 import balance_partition
 from .identity import changed_input, input_identity
 from .pool import Pool, find_pool, plan_partitions
+from .publish import Store, publish, resolve_out
 from .storage import (
     read_json,
     remove_temporaries,
@@ -63,9 +64,13 @@ def curate(
     progress: bool = True,
     log: Callable[[str], None] = lambda s: None,
     cluster: Callable[[], ContextManager] | None = None,
+    work_dir: str | Path | None = None,
 ) -> dict:
     """Run passes 1 and 2 (resuming whatever a previous run of the same
     command finished) and return the summary.
+
+    An --out on object storage (a URL) is staged in `work_dir` (default:
+    publish.default_work_dir) and published there once complete (publish.py).
 
     Every check (checks.check_run) passes before anything is written to
     --out. `cluster`, if given, makes a context manager yielding the Dask
@@ -73,16 +78,26 @@ def curate(
     passed and work remains, so a bad option or a finished run starts no cluster.
     """
     device = resolve_device(cfg.device)
-    cfg = replace(cfg, out=local_out(cfg.out), device=device, gpu_reader=resolve_reader(device, cfg.gpu_reader))
+    out, store = resolve_out(cfg.out, work_dir)  # an unreachable store fails here
+    cfg = replace(cfg, out=out, device=device, gpu_reader=resolve_reader(device, cfg.gpu_reader))
     pool = find_pool(list(cfg.inputs), exclude=cfg.out)
     check_run(cfg, pool.files)
     lay = OutDir(cfg.out)
     identity = cfg.pass1_identity(input_identity(pool.files, cfg.verify_inputs))
+    if store is not None:
+        _refuse_other_store_run(store, identity)
+        log(f"--out {quote_path(store.url)}: staged in {quote_path(lay.out)} (--work-dir), published when complete")
     previous, same = _previous_run(lay, identity)  # a different run is refused before a cluster starts
     if same and _complete(cfg, previous, lay):  # only reads: outputs change by atomic renames alone
-        if temporaries(lay.out):  # a kill after the switch left some
+        if temporaries(lay.out) or store is not None:  # a kill after the switch left some; or an upload to finish
             with OutLock(lay.out), _one_line_errors(lay.out):
                 _remove_temporaries(lay.out, log)
+                if store is not None:
+                    log(f"{quote_path(lay.out)}: already complete (the same command finished before)")
+                    publish(store, lay, log, progress)  # uploads only what the store lacks
+                    summary = read_json(lay.summary)
+                    log(format_summary(summary, timings=False))
+                    return summary
         summary = read_json(lay.summary)
         log(f"{quote_path(lay.out)}: already complete (the same command finished before); nothing to do")
         log(format_summary(summary, timings=False))
@@ -122,16 +137,27 @@ def curate(
         timings = {"pass1_s": time.perf_counter() - started}
         if resumed:  # rows/s over a resumed run would count rows matched before
             timings["pass1_partitions_done_before"] = resumed
-        return _balance(cfg, pool, parts, table, pass1, timings, executor, log)
+        summary = _balance(cfg, pool, parts, table, pass1, timings, executor, log)
+        if store is not None:
+            publish(store, lay, log, progress)
+        return summary
+
+
+def _refuse_other_store_run(store: Store, identity: dict) -> None:
+    """A URL whose run.json holds another pass 1 is refused, before any work
+    (the store has no lock: this is what keeps two runs apart there)."""
+    held = store.held_run()
+    if held is not None:
+        _same_run(store.url, held["pass1"], identity, refuse=True)
 
 
 def _previous_run(lay: OutDir, identity: dict) -> tuple[dict | None, bool]:
     """run.json of --out (None if there is none) and whether it was made by this very pass 1."""
     previous = read_json(lay.run) if lay.run.exists() else None
-    return previous, previous is not None and _same_run(lay, previous["pass1"], identity, refuse=lay.has_shards())
+    return previous, previous is not None and _same_run(lay.out, previous["pass1"], identity, refuse=lay.has_shards())
 
 
-def _same_run(lay: OutDir, old: dict, new: dict, refuse: bool) -> bool:
+def _same_run(where, old: dict, new: dict, refuse: bool) -> bool:
     """Whether --out was made by this very pass 1 (same pool, metadata and
     options). Where it holds pass-1 shards, a different run is refused in one
     line (naming the pool file that changed); without shards it is harmless
@@ -145,7 +171,7 @@ def _same_run(lay: OutDir, old: dict, new: dict, refuse: bool) -> bool:
         return False
     if old != new and refuse:
         raise InputError(
-            f"{quote_path(lay.out)}: holds the outputs of a different run (other pool, metadata or options); "
+            f"{quote_path(where)}: holds the outputs of a different run (other pool, metadata or options); "
             "use a new --out"
         )
     return old == new
@@ -188,17 +214,26 @@ def balance(
     log=lambda s: None,
     command: str | None = None,
     into: str | Path | None = None,
+    work_dir: str | Path | None = None,
 ) -> dict:
     """Redo pass 2 of a finished run with other parameters (no matching).
     Parameters not given keep the values of the run's visible balance.
     With `into`, the new balance goes to that directory (its own kept/,
     counts and summary, reading `out`'s match index), and `out` is untouched.
-    `command`: the command line that asked for it (recorded in summary.json)."""
-    out, into = local_out(out), local_out(into, "balance --out") if into is not None else None
+    `command`: the command line that asked for it (recorded in summary.json).
+    A run published to object storage (`out` a URL) is rebalanced in its
+    work directory (`work_dir`, as for curate) and published again."""
+    out, store = resolve_out(out, work_dir, "balance")
+    into = local_out(into, "balance --out") if into is not None else None
     source = OutDir(out)
     separate = into is not None and Path(into).resolve() != source.out.resolve()
     target = OutDir(into) if separate else source
     if not source.run.exists():  # checked before the lock, which would create the directory
+        if store is not None:
+            raise InputError(
+                f"{quote_path(store.url)}: its work directory {quote_path(source.out)} holds no run (rebalance "
+                "on the machine that curated it, with its --work-dir if it gave one)"
+            )
         raise InputError(f"{quote_path(source.out)}: no finished pass 1 here (run `gpu-curate curate` first)")
     with ExitStack() as stack:
         stack.enter_context(OutLock(source.out, shared=separate))  # shared: several rebalancings may read it
@@ -207,6 +242,8 @@ def balance(
         if current is None or not current.summary.exists():
             raise InputError(f"{quote_path(source.out)}: no finished run here (rerun its `gpu-curate curate`)")
         run, visible = read_json(source.run), read_json(current.summary)
+        if store is not None:
+            _refuse_other_store_run(store, run["pass1"])
         cfg = CurateConfig.from_json(run["config"])
         cfg = replace(
             cfg,
@@ -236,7 +273,10 @@ def balance(
                 raise InputError(f"{quote_path(marker)}: missing; pass 1 did not finish (rerun `gpu-curate curate`)")
             pass1.add(read_json(marker))
         counts = pq.read_table(current.counts)
-        return _balance(cfg, pool, parts, counts, pass1, {}, Executor(client, progress), log)
+        summary = _balance(cfg, pool, parts, counts, pass1, {}, Executor(client, progress), log)
+        if store is not None and not separate:
+            publish(store, source, log, progress)
+        return summary
 
 
 def _claim(target: OutDir, run: dict, cfg: CurateConfig) -> None:

@@ -337,21 +337,22 @@ def test_nothing_in_the_repository_points_outside_it():
         assert f"]({doc})" in readme and (REPO / doc).is_file()
 
 
-@pytest.mark.parametrize("command", ["curate", "match", "balance", "report"])
-def test_outputs_on_object_storage_are_refused_in_one_line_not_written_locally(tmp_path, command):
-    """`--out s3://...` must not become a local directory named 's3:'; file:// is a local path."""
+@pytest.mark.parametrize("command", ["match", "report", "balance --out"])
+def test_outputs_written_in_place_on_object_storage_are_refused_in_one_line(tmp_path, command):
+    """`--out s3://...` must not become a local directory named 's3:'; file:// is a local path.
+    curate --out and balance OUT publish to a URL (test_publish.py); these write in place."""
     url = "memory://bucket/curated"
-    args = {
-        "curate": ["curate", demo_data.POOL, "--metadata", METADATA, "--text-column", "TEXT", "--out", url],
-        "match": ["match", demo_data.POOL, "--metadata", METADATA, "--text-column", "TEXT", "--out", url],
-        "balance": ["balance", url],
-        "report": ["report", url],
+    args, option = {
+        "match": (["match", demo_data.POOL, "--metadata", METADATA, "--text-column", "TEXT", "--out", url], "--out"),
+        "report": (["report", url], "report"),
+        "balance --out": (["balance", tmp_path / "run", "--out", url], "balance --out"),
     }[command]
     res = subprocess.run(
         [sys.executable, "-m", "gpu_curate", *map(str, args)], capture_output=True, text=True, cwd=tmp_path
     )
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
-    assert "memory://bucket/curated: outputs go to a local or shared POSIX file system" in res.stderr
+    assert f"{option} memory://bucket/curated: writes a local or shared POSIX file system" in res.stderr
+    assert "point this at that work dir or a local path" in res.stderr
     assert not any(tmp_path.iterdir())  # nothing written under a mangled local name
 
 
