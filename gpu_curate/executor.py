@@ -33,7 +33,7 @@ class Executor:
         self.progress = progress
 
     def map(self, fn: Callable, parts: list[Partition], label: str, **kwargs) -> Iterator:
-        with _progress(label, len(parts), self.progress) as advance:
+        with ProgressBar(label, len(parts), self.progress) as advance:
             if self.client is None:
                 for part in parts:
                     yield fn(part, **kwargs)
@@ -99,7 +99,9 @@ def _lost_cluster(e: Exception) -> str | None:
     return None
 
 
-class _progress:
+class ProgressBar:
+    """`with ProgressBar(label, total, enabled) as advance:` a rich bar (nothing when disabled); call advance() per item."""
+
     def __init__(self, label: str, total: int, enabled: bool):
         self.label, self.total, self.enabled = label, total, enabled
 

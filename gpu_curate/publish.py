@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CurateError, InputError, OptionError, OutputError
+from .executor import ProgressBar
 from .faults import checkpoint
 from .fs import filesystem_error, one_line, quote_path, split_url
 from .outdir import GENERATIONS, OutDir
@@ -188,11 +189,9 @@ def _hidden(rel: Path) -> bool:
 
 
 def _upload(store: Store, files, generation: str, log, progress: bool) -> dict:
-    from .executor import _progress
-
     there = store.objects()
     done = {"uploaded": 0, "uploaded_bytes": 0, "skipped": 0, "skipped_bytes": 0}
-    with _progress(f"upload to {store.url}", len(files), progress) as advance:
+    with ProgressBar(f"upload to {store.url}", len(files), progress) as advance:
         for local, rel in files:
             size = local.stat().st_size
             if there.get(rel) == size and not _always(rel):
