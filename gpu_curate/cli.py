@@ -112,7 +112,7 @@ def match_command(
         ...,
         "--out",
         "-o",
-        help="Output directory (a path or file:// URL): part-N.parquet per partition, every row with uid and matched_entry_ids.",
+        help="Output directory, a path or an fsspec URL (s3://, gs://, ...): part-N.parquet per partition, every row with uid and matched_entry_ids.",
     ),
     text_column: TextColumnOpt = "text",
     id_column: IdColumnOpt = "auto",

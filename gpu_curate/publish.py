@@ -55,6 +55,18 @@ def resolve_out(value, work_dir=None, option: str = "--out") -> tuple[str, Store
     is then refused); any other URL is staged in the work directory. A store
     that cannot be reached, an unknown protocol or a missing filesystem
     package is one line here, before any work."""
+    path, store = open_store(value)
+    if store is None:
+        if work_dir is not None:
+            raise OptionError(
+                f"--work-dir is for an --out on object storage (a URL); {option} {quote_path(value)} is local"
+            )
+        return path, None
+    return str(Path(work_dir) if work_dir is not None else default_work_dir(store.url)), store
+
+
+def open_store(value) -> tuple[str | None, Store | None]:
+    """(local path, None) for a path or file:// URL; (None, a reachable Store) for any other URL."""
     value = str(value)
     try:
         fs, path = split_url(value)
@@ -63,14 +75,10 @@ def resolve_out(value, work_dir=None, option: str = "--out") -> tuple[str, Store
     except Exception as e:  # noqa: BLE001 (a filesystem that connects when made, ftp://, and cannot)
         raise filesystem_error(value, e) from None
     if fs is None:
-        if work_dir is not None:
-            raise OptionError(
-                f"--work-dir is for an --out on object storage (a URL); {option} {quote_path(value)} is local"
-            )
         return path, None
     store = Store(value.rstrip("/"), fs, path.rstrip("/"))
     store.check_reachable()
-    return str(Path(work_dir) if work_dir is not None else default_work_dir(store.url)), store
+    return None, store
 
 
 @dataclass

@@ -337,13 +337,12 @@ def test_nothing_in_the_repository_points_outside_it():
         assert f"]({doc})" in readme and (REPO / doc).is_file()
 
 
-@pytest.mark.parametrize("command", ["match", "report", "balance --out"])
+@pytest.mark.parametrize("command", ["report", "balance --out"])
 def test_outputs_written_in_place_on_object_storage_are_refused_in_one_line(tmp_path, command):
     """`--out s3://...` must not become a local directory named 's3:'; file:// is a local path.
-    curate --out and balance OUT publish to a URL (test_publish.py); these write in place."""
+    curate --out, balance OUT and match --out write to a URL (test_publish.py); these write in place."""
     url = "memory://bucket/curated"
     args, option = {
-        "match": (["match", demo_data.POOL, "--metadata", METADATA, "--text-column", "TEXT", "--out", url], "--out"),
         "report": (["report", url], "report"),
         "balance --out": (["balance", tmp_path / "run", "--out", url], "balance --out"),
     }[command]

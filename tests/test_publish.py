@@ -294,3 +294,72 @@ def test_work_dir_with_a_local_out_is_refused(capsys, monkeypatch, tmp_path, com
 def test_current_outputs_of_a_url_with_nothing_published_is_one_line(url):
     with pytest.raises(publish.InputError, match=r"no current.json \(no run was published here yet\)$"):
         publish.current_outputs(url)
+
+
+# -- match --out URL: shards written straight to the store ------------------------------------
+def match_args(out, *extra) -> list:
+    from faultlib import METADATA, POOL, ROWS_PER_PART
+
+    return ["match", POOL, "--metadata", METADATA, "--text-column", "TEXT", "--partition-size", ROWS_PER_PART,
+            "--out", out, *extra]  # fmt: skip
+
+
+def store_listing(url) -> dict[str, bytes]:
+    fs, root = store_of(url)
+    return {p[len(root) + 1 :]: fs.cat_file(p) for p in fs.find(root)}
+
+
+def test_match_to_a_url_writes_what_a_local_match_writes(url, capsys, monkeypatch, tmp_path):
+    local = tmp_path / "matched"
+    assert gpu_curate(capsys, monkeypatch, *match_args(local))[0] == 0
+    code, _, err = gpu_curate(capsys, monkeypatch, *match_args(url))
+    assert code == 0, err
+    got = store_listing(url)
+    assert sorted(got) == sorted(p.name for p in local.iterdir()) == [
+        "_match.json", "part-000000.parquet", "part-000001.parquet", "part-000002.parquet"]  # fmt: skip
+    assert json.loads(got["_match.json"]) == json.loads((local / "_match.json").read_text())
+    for name in ("part-000000.parquet", "part-000001.parquet", "part-000002.parquet"):
+        with fsspec.open(f"{url}/{name}") as f:
+            assert pq.read_table(f).equals(pq.read_table(local / name))
+
+
+def test_match_to_a_url_that_failed_midway_is_replaced_by_its_rerun(url, capsys, monkeypatch, tmp_path):
+    assert gpu_curate(capsys, monkeypatch, *match_args(url, "--partition-size", 500))[0] == 0  # 6 shards
+    clean = store_listing(url)
+    from gpu_curate import match_pool
+
+    real_write = match_pool._StoreShards.write
+
+    def write_then_fail(self, name, table):
+        if name == "part-000001.parquet":
+            raise OSError(28, "No space left on device")
+        real_write(self, name, table)
+
+    monkeypatch.setattr(match_pool._StoreShards, "write", write_then_fail)
+    with pytest.raises(OSError):
+        match_pool.match_pool(_match_config(url))
+    left = store_listing(url)
+    assert "_match.pending" in left and "_match.json" not in left  # visibly incomplete
+    monkeypatch.setattr(match_pool._StoreShards, "write", real_write)
+    assert gpu_curate(capsys, monkeypatch, *match_args(url))[0] == 0  # 3 shards now: the 6 are replaced
+    again = store_listing(url)
+    assert "_match.pending" not in again and sorted(again) == sorted(n for n in clean if n < "part-000003")
+    assert json.loads(again["_match.json"])["rows_in"] == json.loads(clean["_match.json"])["rows_in"] == 3000
+
+
+def _match_config(url):
+    from faultlib import METADATA, POOL, ROWS_PER_PART
+
+    from gpu_curate.config import CurateConfig
+
+    return CurateConfig(
+        inputs=(str(POOL),), metadata=str(METADATA), out=url, text_column="TEXT", partition_rows=ROWS_PER_PART
+    )
+
+
+def test_match_into_a_url_it_did_not_write_is_refused(url, capsys, monkeypatch):
+    fs, root = store_of(url)
+    fs.pipe_file(f"{root}/notes.txt", b"someone else's")
+    code, _, err = gpu_curate(capsys, monkeypatch, *match_args(url))
+    one_line_error(code, err, f"--out {url}: holds objects that `gpu-curate match` did not write; use a new --out")
+    assert store_listing(url) == {"notes.txt": b"someone else's"}
