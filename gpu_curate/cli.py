@@ -355,7 +355,7 @@ def balance_command(
         None,
         "--out",
         "-o",
-        help="Write this balance to another directory (its own kept/, counts, summary), leaving OUT as it is: compare several t without copies.",
+        help="Write this balance to another directory or URL (its own kept/, counts, summary), leaving OUT as it is: compare several t without copies.",
     ),
     work_dir: WorkDirOpt = None,
     in_process: bool = typer.Option(False, "--in-process", help="No cluster: run in this process."),

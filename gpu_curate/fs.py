@@ -63,18 +63,18 @@ def local_path(url: str) -> str | None:
 
 def local_out(value, option: str = "--out") -> str:
     """The local directory that an output option names: a path, or a file://
-    URL. Where a run's outputs may go to object storage, curate --out and
-    balance OUT are staged locally and published (publish.py) and match --out
-    writes its shards straight there (match_pool.py); every
-    other output option writes in place, which rests on POSIX semantics
-    (rename over a file or a symlink, flock, memory maps) that object stores
-    lack, so a URL is refused there in one line."""
+    URL. Where outputs may go to object storage, curate --out and balance
+    (OUT, --out) are staged locally and published (publish.py), and match
+    --out writes its shards straight there (match_pool.py). The rest (report,
+    Rebalancer.open) work in place on a run's directory, which rests on POSIX
+    semantics (rename over a file or a symlink, flock, memory maps) that
+    object stores lack, so a URL is refused there in one line."""
     fs, path = split_url(str(value))
     if fs is not None:
         raise OptionError(
-            f"{option} {quote_path(value)}: writes a local or shared POSIX file system (a path or a file:// URL), "
-            "not object storage; curate --out, balance OUT and match --out write to a URL (curate and balance from a local work dir), "
-            "so point this at that work dir or a local path"
+            f"{option} {quote_path(value)}: takes a local or shared POSIX file system (a path or a file:// URL), "
+            "not object storage; curate --out, balance and match --out write to a URL (curate and balance from a "
+            "local work dir), so point this at that work dir or a local path"
         )
     return path
 

@@ -31,9 +31,9 @@ from .config import CurateConfig
 from .count import CountAccumulator
 from .datacomp import kept_subset
 from .engines import resolve_reader
-from .errors import CurateError, InputError, OutputError
+from .errors import CurateError, InputError, OptionError, OutputError
 from .executor import Executor
-from .fs import local_out, quote_path
+from .fs import quote_path, split_url
 from .gpu_backend import device_label
 from .images import select_one_text_per_image
 from .lock import OutLock
@@ -219,12 +219,16 @@ def balance(
     """Redo pass 2 of a finished run with other parameters (no matching).
     Parameters not given keep the values of the run's visible balance.
     With `into`, the new balance goes to that directory (its own kept/,
-    counts and summary, reading `out`'s match index), and `out` is untouched.
+    counts and summary, reading `out`'s match index), and `out` is untouched;
+    `into` may be a URL (staged in `work_dir`, or its default, and published).
     `command`: the command line that asked for it (recorded in summary.json).
     A run published to object storage (`out` a URL) is rebalanced in its
     work directory (`work_dir`, as for curate) and published again."""
-    out, store = resolve_out(out, work_dir, "balance")
-    into = local_out(into, "balance --out") if into is not None else None
+    out_url, into_url = _on_store(out), _on_store(into)
+    if work_dir is not None and out_url and into_url:
+        raise OptionError("--work-dir: OUT and --out are both URLs; each is staged in its own default work dir")
+    out, store = resolve_out(out, None if into_url else work_dir, "balance")
+    into, into_store = resolve_out(into, work_dir if into_url else None, "balance --out") if into else (None, None)
     source = OutDir(out)
     separate = into is not None and Path(into).resolve() != source.out.resolve()
     target = OutDir(into) if separate else source
@@ -242,8 +246,9 @@ def balance(
         if current is None or not current.summary.exists():
             raise InputError(f"{quote_path(source.out)}: no finished run here (rerun its `gpu-curate curate`)")
         run, visible = read_json(source.run), read_json(current.summary)
-        if store is not None:
-            _refuse_other_store_run(store, run["pass1"])
+        for held in (store, into_store):
+            if held is not None:
+                _refuse_other_store_run(held, run["pass1"])
         cfg = CurateConfig.from_json(run["config"])
         cfg = replace(
             cfg,
@@ -276,7 +281,14 @@ def balance(
         summary = _balance(cfg, pool, parts, counts, pass1, {}, Executor(client, progress), log)
         if store is not None and not separate:
             publish(store, source, log, progress)
+        if into_store is not None and separate:
+            publish(into_store, target, log, progress)
         return summary
+
+
+def _on_store(value) -> bool:
+    """Whether an output option names object storage (a URL, not file://)."""
+    return value is not None and split_url(str(value))[0] is not None
 
 
 def _claim(target: OutDir, run: dict, cfg: CurateConfig) -> None:

@@ -223,6 +223,21 @@ def test_balance_of_a_url_without_its_work_dir_is_one_line(url, capsys, monkeypa
     one_line_error(code, err, f"{url}: its work directory", "holds no run")
 
 
+def test_balance_of_a_local_run_into_a_url(url, reference, capsys, monkeypatch, tmp_path):
+    local = tmp_path / "run"
+    assert gpu_curate(capsys, monkeypatch, *curate_args(local, T_A))[0] == 0
+    code, out, err = gpu_curate(capsys, monkeypatch, *balance_args(local, T_B, "--out", url))
+    assert code == 0, err
+    fs, root = store_of(url)
+    assert same(store_visible(fs, root), reference["b"]) and same(visible(local), reference["a"])
+    assert not fs.exists(f"{root}/matches")  # the match index stays with the run it belongs to
+
+
+def test_work_dir_when_both_balance_outputs_are_urls_is_one_line(url, capsys, monkeypatch, tmp_path):
+    code, _, err = gpu_curate(capsys, monkeypatch, *balance_args(url, T_B, "--out", url + "2", "--work-dir", tmp_path))
+    one_line_error(code, err, "--work-dir: OUT and --out are both URLs")
+
+
 # -- (d) one run per URL --------------------------------------------------------------------
 def test_a_different_run_into_the_same_url_is_refused_before_any_work(url, capsys, monkeypatch, tmp_path):
     assert gpu_curate(capsys, monkeypatch, *curate_args(url, T_A))[0] == 0
