@@ -436,15 +436,15 @@ def _demo_report(out: Path) -> None:
 
 @app.command("report")
 def report_command(
-    out: str = typer.Argument(..., help="Output directory of a finished `gpu-curate curate` or `balance`."),
+    out: str = typer.Argument(
+        ..., help="Output directory of a finished `gpu-curate curate` or `balance`, or the URL it published to."
+    ),
 ) -> None:
     """Plots, a head/tail table and a datacard of a finished run, in OUT/report/ (needs matplotlib: the report extra)."""
     from .report import write_report
 
     folder = write_report(out)
-    typer.echo(
-        f"report in {folder}/: datacard.md, head_tail.md, " + ", ".join(p.name for p in sorted(folder.glob("*.png")))
-    )
+    typer.echo(f"report in {folder}/: datacard.md, head_tail.md and the plots (*.png)")
 
 
 from .metadata_cli import app as metadata_app  # noqa: E402

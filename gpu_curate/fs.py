@@ -65,8 +65,9 @@ def local_out(value, option: str = "--out") -> str:
     """The local directory that an output option names: a path, or a file://
     URL. Where outputs may go to object storage, curate --out and balance
     (OUT, --out) are staged locally and published (publish.py), and match
-    --out writes its shards straight there (match_pool.py). The rest (report,
-    Rebalancer.open) work in place on a run's directory, which rests on POSIX
+    --out writes its shards straight there (match_pool.py), and report reads
+    a published run from there. Rebalancer.open maps a run's files in place,
+    which rests on POSIX
     semantics (rename over a file or a symlink, flock, memory maps) that
     object stores lack, so a URL is refused there in one line."""
     fs, path = split_url(str(value))

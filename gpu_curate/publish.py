@@ -113,6 +113,13 @@ class Store:
             if bucket is not None and not self.ask(self.fs.exists, bucket):
                 raise InputError(f"{quote_path(self.url)}: no such bucket {bucket!r}")
 
+    def put(self, local: Path, rel: str) -> None:
+        """One object from a local file, streamed by fsspec (memory bounded by its block size)."""
+        url = self.url_of(rel)
+        checkpoint(url, "before-upload")
+        self.fs.put_file(str(local), self.path(rel))
+        checkpoint(url, "after-upload")
+
     def read_json(self, rel: str) -> dict | None:
         """A JSON object of the store (None where there is none)."""
         data = self.ask(self.fs.cat_file, self.path(rel))
@@ -206,7 +213,7 @@ def _upload(store: Store, files, generation: str, log, progress: bool) -> dict:
                 done["skipped"] += 1
                 done["skipped_bytes"] += size
             else:
-                _put(store, local, rel)
+                store.put(local, rel)
                 done["uploaded"] += 1
                 done["uploaded_bytes"] += size
             advance()
@@ -231,14 +238,6 @@ def _upload(store: Store, files, generation: str, log, progress: bool) -> dict:
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
-
-
-def _put(store: Store, local: Path, rel: str) -> None:
-    """One object, streamed from the file by fsspec (memory bounded by its block size)."""
-    url = store.url_of(rel)
-    checkpoint(url, "before-upload")
-    store.fs.put_file(str(local), store.path(rel))
-    checkpoint(url, "after-upload")
 
 
 def _remove_superseded(store: Store, generation: str) -> int:

@@ -1,6 +1,6 @@
 """`gpu-curate report OUT`: what balancing did, as pictures and a datacard.
 
-Writes OUT/report/:
+Writes OUT/report/ (URL/report/ for a run published to object storage):
 
     rank_frequency.png    rows per entry by entry rank, log-log, before and
                           after balancing, t marked (worldwide: one panel per
@@ -18,15 +18,17 @@ through its object API on the Agg canvas: no display and no pyplot state.
 from __future__ import annotations
 
 import importlib.util
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from .datacard import datacard, head_tail_table
-from .fs import local_out
+from .fs import quote_path
 from .errors import InputError, MissingExtraError
 from .outdir import OutDir
+from .publish import current_outputs, open_store
 from .storage import read_json, write_atomic
 
 MAX_LANGUAGE_PANELS = 6
@@ -35,20 +37,43 @@ POINTS = 4000  # log-spaced ranks drawn per curve: a 500k-entry curve looks the 
 BEFORE, AFTER, T_COLOR = "#1f77b4", "#d62728", "#444444"
 
 
-def write_report(out: str | Path) -> Path:
+def write_report(out: str | Path) -> Path | str:
     """Write OUT/report/ from a finished run (summary.json, run.json,
-    entry_counts.parquet); returns the folder."""
+    entry_counts.parquet); returns the folder. OUT may be a URL that a run
+    was published to (publish.py): the visible generation is read from the
+    store and the report is uploaded to URL/report/."""
     if importlib.util.find_spec("matplotlib") is None:
         raise MissingExtraError("gpu-curate report needs matplotlib: pip install 'gpu_curate[report]'")
-    lay = OutDir(local_out(out, "report"))
+    local, store = open_store(out)
+    if store is not None:
+        return _report_on_store(store)
+    lay = OutDir(local)
     if not lay.summary.exists():
         raise InputError(f"{lay.out}: no summary.json here (the run has not finished)")
-    summary, run = read_json(lay.summary), read_json(lay.run)
-    counts = pq.read_table(lay.counts)
-    if "kept_count" not in counts.column_names:
-        raise InputError(f"{lay.counts}: no kept_count column (rerun `gpu-curate balance {lay.out}`)")
     folder = lay.out / "report"
     folder.mkdir(exist_ok=True)
+    _render(read_json(lay.summary), read_json(lay.run), pq.read_table(lay.counts), lay.counts, folder)
+    return folder
+
+
+def _report_on_store(store) -> str:
+    """The report of the run published at `store`: drawn in a temporary folder, then uploaded."""
+    outputs = current_outputs(store.url)
+    summary, run = (store.read_json(outputs[k][len(store.url) + 1 :]) for k in ("summary", "run"))
+    counts_path = store.path(outputs["entry_counts"][len(store.url) + 1 :])
+    counts = store.ask(pq.read_table, counts_path, filesystem=store.fs)
+    if summary is None or run is None or counts is None:
+        raise InputError(f"{quote_path(store.url)}: current.json names a generation that is not all there")
+    with tempfile.TemporaryDirectory() as tmp:
+        _render(summary, run, counts, outputs["entry_counts"], Path(tmp))
+        for path in sorted(Path(tmp).iterdir()):
+            store.ask(store.put, path, f"report/{path.name}")
+    return store.url_of("report")
+
+
+def _render(summary: dict, run: dict, counts, counts_name, folder: Path) -> None:
+    if "kept_count" not in counts.column_names:
+        raise InputError(f"{counts_name}: no kept_count column (rerun `gpu-curate balance` on the run)")
     plots = ["rank_frequency.png", "cumulative_share.png"]
     _save(_rank_frequency(counts, summary), folder / plots[0])
     _save(_cumulative_share(counts, summary), folder / plots[1])
@@ -57,7 +82,6 @@ def write_report(out: str | Path) -> Path:
         _save(_languages(summary), folder / plots[-1])
     _write_text(folder / "head_tail.md", "\n".join(["# Head and tail entries", "", *head_tail_table(summary)]) + "\n")
     _write_text(folder / "datacard.md", datacard(summary, run, plots))
-    return folder
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -337,21 +337,6 @@ def test_nothing_in_the_repository_points_outside_it():
         assert f"]({doc})" in readme and (REPO / doc).is_file()
 
 
-def test_report_of_a_url_is_refused_in_one_line(tmp_path):
-    """`report s3://...` must not read a local directory named 's3:'. curate --out, balance OUT and
-    --out, match --out write to a URL (test_publish.py); report reads a run's work directory in place."""
-    res = subprocess.run(
-        [sys.executable, "-m", "gpu_curate", "report", "memory://bucket/curated"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
-    assert "report memory://bucket/curated: takes a local or shared POSIX file system" in res.stderr
-    assert "point this at that work dir or a local path" in res.stderr
-    assert not any(tmp_path.iterdir())  # nothing written under a mangled local name
-
-
 def test_a_file_url_out_is_the_local_directory(tmp_path):
     res = cli(
         "curate",

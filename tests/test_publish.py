@@ -238,6 +238,19 @@ def test_work_dir_when_both_balance_outputs_are_urls_is_one_line(url, capsys, mo
     one_line_error(code, err, "--work-dir: OUT and --out are both URLs")
 
 
+def test_report_of_a_url_reads_the_store_and_uploads_the_report(url, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    assert gpu_curate(capsys, monkeypatch, *curate_args(url, T_A))[0] == 0
+    code, out, err = gpu_curate(capsys, monkeypatch, "report", url)
+    assert code == 0 and f"report in {url}/report/" in out, err
+    work = publish.default_work_dir(url)
+    assert gpu_curate(capsys, monkeypatch, "report", work)[0] == 0  # the same run's report, made locally
+    got = store_listing(url)
+    local = sorted(p.name for p in (work / "report").iterdir())
+    assert sorted(n[len("report/") :] for n in got if n.startswith("report/")) == local
+    assert got["report/datacard.md"] == (work / "report" / "datacard.md").read_bytes()
+
+
 # -- (d) one run per URL --------------------------------------------------------------------
 def test_a_different_run_into_the_same_url_is_refused_before_any_work(url, capsys, monkeypatch, tmp_path):
     assert gpu_curate(capsys, monkeypatch, *curate_args(url, T_A))[0] == 0
@@ -378,3 +391,10 @@ def test_match_into_a_url_it_did_not_write_is_refused(url, capsys, monkeypatch):
     code, _, err = gpu_curate(capsys, monkeypatch, *match_args(url))
     one_line_error(code, err, f"--out {url}: holds objects that `gpu-curate match` did not write; use a new --out")
     assert store_listing(url) == {"notes.txt": b"someone else's"}
+
+
+def test_rebalancer_open_of_a_url_points_at_the_work_dir(url):
+    import gpu_curate as gc
+
+    with pytest.raises(gc.CurateError, match=r"^Rebalancer.open memory:/.*: takes a local .*point this at that work dir"):
+        gc.Rebalancer.open(url)
