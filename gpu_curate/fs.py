@@ -67,9 +67,8 @@ def local_out(value, option: str = "--out") -> str:
     (OUT, --out) are staged locally and published (publish.py), and match
     --out writes its shards straight there (match_pool.py), and report reads
     a published run from there. Rebalancer.open maps a run's files in place,
-    which rests on POSIX
-    semantics (rename over a file or a symlink, flock, memory maps) that
-    object stores lack, so a URL is refused there in one line."""
+    which rests on POSIX semantics (memory maps, flock) that object stores
+    lack, so a URL is refused there in one line."""
     fs, path = split_url(str(value))
     if fs is not None:
         raise OptionError(

@@ -396,5 +396,7 @@ def test_match_into_a_url_it_did_not_write_is_refused(url, capsys, monkeypatch):
 def test_rebalancer_open_of_a_url_points_at_the_work_dir(url):
     import gpu_curate as gc
 
-    with pytest.raises(gc.CurateError, match=r"^Rebalancer.open memory:/.*: takes a local .*point this at that work dir"):
+    with pytest.raises(
+        gc.CurateError, match=r"^Rebalancer.open memory:/.*: takes a local .*point this at that work dir"
+    ):
         gc.Rebalancer.open(url)
