@@ -133,6 +133,7 @@ def curate(
         for stats, ids, n in executor.map(match_partition, parts, "pass 1: match", cfg=cfg):
             pass1.add(stats)
             counts.add(ids, n)
+        _written_here([lay.marker("matches", part) for part in parts])
         table = mdset.entry_table().append_column("count", pa.array(counts.counts, pa.uint64()))
         timings = {"pass1_s": time.perf_counter() - started}
         if resumed:  # rows/s over a resumed run would count rows matched before
@@ -286,6 +287,18 @@ def balance(
         return summary
 
 
+def _written_here(markers: list[Path]) -> None:
+    """Every task's marker, seen from this process: workers of an existing
+    cluster on other machines write into their own file system when --out is
+    not shared, and the run must not switch to (or publish) outputs it lacks."""
+    missing = next((m for m in markers if not m.exists()), None)
+    if missing is not None:
+        raise OutputError(
+            f"{quote_path(missing)}: a task finished but its output is not here; --out (or --work-dir, for a URL) "
+            "must be on a file system shared by this machine and every Dask worker"
+        )
+
+
 def _on_store(value) -> bool:
     """Whether an output option names object storage (a URL, not file://)."""
     return value is not None and split_url(str(value))[0] is not None
@@ -326,6 +339,7 @@ def _balance(
         pass2.add(stats)
         kept.add(ids, n)
     timings["pass2_s"] = time.perf_counter() - started
+    _written_here([generation.marker(part) for part in parts])
     if "kept_count" in counts_table.column_names:  # from an earlier balance of this run
         counts_table = counts_table.drop_columns(["kept_count"])
     counts_table = counts_table.append_column("kept_count", pa.array(kept.counts, pa.uint64()))

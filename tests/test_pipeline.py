@@ -419,3 +419,33 @@ def test_outputs_get_the_usual_file_mode(tmp_path):
     run(make_pool(tmp_path / "pool"), tmp_path / "out", partition_rows=1000)
     files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
     assert files and {p.stat().st_mode & 0o777 for p in files} == {0o666 & ~mask}
+
+
+@pytest.mark.parametrize("lost", ["pass 1", "pass 2"])
+def test_outputs_a_worker_wrote_elsewhere_stop_the_run_before_the_switch(tmp_path, monkeypatch, lost):
+    """Workers of an existing cluster on other machines write into their own
+    file system when --out is not shared: simulated by a task whose output
+    vanishes once it returns. The run stops in one line; nothing is switched in."""
+    from gpu_curate import pipeline
+    from gpu_curate.outdir import OutDir
+
+    stage = {"pass 1": "match_partition", "pass 2": "balance_partition"}[lost]
+    real = getattr(pipeline, stage)
+
+    def elsewhere(part, cfg, **kwargs):
+        result = real(part, cfg=cfg, **kwargs)
+        if part.index == 1:
+            lay = OutDir.of(cfg)
+            marker = lay.marker("matches", part) if lost == "pass 1" else lay.generation(cfg.balance_id).marker(part)
+            marker.unlink()
+        return result
+
+    monkeypatch.setattr(pipeline, stage, elsewhere)
+    out = tmp_path / "out"
+    cfg = CurateConfig(
+        inputs=(str(demo_data.POOL),), metadata=str(demo_data.METADATA), out=str(out), text_column="TEXT",
+        t=5, partition_rows=1000,
+    )  # fmt: skip
+    with pytest.raises(gc.CurateError, match=r"_part-000001\.json: a task finished but its output is not here; "):
+        curate(cfg, progress=False)
+    assert not (out / "current").exists() and not (out / "summary.json").exists()
