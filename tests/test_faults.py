@@ -37,6 +37,7 @@ from faultlib import (
     balance_args,
     clean_run,
     cli,
+    config,
     curate_args,
     fault,
     generations,
@@ -190,19 +191,9 @@ def curate_on_cluster(out, t, workers: int, **env):
     """curate through the API on a LocalCluster of worker processes (nannies
     restart a killed worker); env reaches the workers, which inherit it."""
     distributed = pytest.importorskip("distributed")
-    from gpu_curate.pipeline import CurateConfig, curate
+    from gpu_curate.pipeline import curate
 
-    from faultlib import METADATA, POOL, ROWS_PER_PART, SEED
-
-    cfg = CurateConfig(
-        inputs=(str(POOL),),
-        metadata=str(METADATA),
-        out=str(out),
-        text_column="TEXT",
-        t=t,
-        seed=SEED,
-        partition_rows=ROWS_PER_PART,
-    )
+    cfg = config(out, t)
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)

@@ -376,13 +376,9 @@ def test_match_to_a_url_that_failed_midway_is_replaced_by_its_rerun(url, capsys,
 
 
 def _match_config(url):
-    from faultlib import METADATA, POOL, ROWS_PER_PART
+    from faultlib import config
 
-    from gpu_curate.config import CurateConfig
-
-    return CurateConfig(
-        inputs=(str(POOL),), metadata=str(METADATA), out=url, text_column="TEXT", partition_rows=ROWS_PER_PART
-    )
+    return config(url, T_A)
 
 
 def test_match_into_a_url_it_did_not_write_is_refused(url, capsys, monkeypatch):
