@@ -114,8 +114,8 @@ void match_rows_one_by_one(const gc::Tables& t, const gc::StringColumn<Offset>& 
 // `limit` is the end of the column's byte buffer: the walk may load 8 or 64
 // bytes at once where they stay below it.
 template <class Offset>
-py::tuple match_column(const gc::Tables& t, const gc::StringColumn<Offset>& col, const uint8_t* limit,
-                       int64_t n_rows, int threads, bool per_row) {
+py::tuple match_column(const gc::Tables& t, const uint8_t* byte_needs, const gc::StringColumn<Offset>& col,
+                       const uint8_t* limit, int64_t n_rows, int threads, bool per_row) {
   const int64_t n_chunks = (n_rows + kChunkRows - 1) / kChunkRows;
   std::vector<std::vector<int32_t>> ids(n_chunks);
   std::vector<int64_t> counts(n_rows);
@@ -125,7 +125,7 @@ py::tuple match_column(const gc::Tables& t, const gc::StringColumn<Offset>& col,
       if (per_row) {
         match_rows_one_by_one(t, col, limit, begin, end, ids[c], counts.data() + begin);
       } else {
-        gc::BatchWalker(t, limit).match_rows(col, begin, end, ids[c], counts.data() + begin);
+        gc::BatchWalker(t, limit, byte_needs).match_rows(col, begin, end, ids[c], counts.data() + begin);
       }
     });
   }
@@ -167,9 +167,11 @@ auto with_column(Array<uint8_t> bytes, py::array offsets, py::object validity, i
 py::tuple match(const py::dict& tables, Array<uint8_t> bytes, py::array offsets, py::object validity,
                 int64_t offset, int64_t n_rows, int threads, bool per_row) {
   const gc::Tables t = tables_of(tables);
+  // The batched walk's prefilter (host_walk.h); the per-row walk, as a GPU thread runs it, walks every row.
+  const uint8_t* byte_needs = tables.contains("byte_needs") ? data_of<uint8_t>(tables, "byte_needs") : nullptr;
   const uint8_t* limit = bytes.data() + bytes.size();  // 8-byte loads stay inside the buffer
   return with_column(bytes, offsets, validity, offset,
-                     [&](auto col) { return match_column(t, col, limit, n_rows, threads, per_row); });
+                     [&](auto col) { return match_column(t, byte_needs, col, limit, n_rows, threads, per_row); });
 }
 
 // hash_bytes of each slice bytes[starts[i]:ends[i]]. FNV-1a is a chain of

@@ -28,7 +28,7 @@ from . import _core, automaton_cache
 from .metadata import Metadata
 from .texts import string_buffers
 
-FORMAT_VERSION = 5  # 4: the token trie; 5: the cache file holds a checksum
+FORMAT_VERSION = 6  # 4: the token trie; 5: the cache file holds a checksum; 6: byte_needs
 AUTOMATA = ("tok", "byte")
 
 
@@ -358,6 +358,7 @@ def _byte_automaton(entries: pa.Array, ids: np.ndarray, left: np.ndarray, right:
         tables = _empty_automaton("byte")
         tables["byte_cfail"] = np.zeros(0, np.int32)
         tables["byte_root"] = np.zeros((256, 2), np.uint64)
+        tables["byte_needs"] = np.zeros(256, np.uint8)
         return tables
     data, off = string_buffers(entries.take(pa.array(ids)))
     lengths = np.diff(off) + left + right
@@ -370,4 +371,49 @@ def _byte_automaton(entries: pa.Array, ids: np.ndarray, left: np.ndarray, right:
     root[:, 0] = np.arange(256)
     root[:, 1] = root_words
     tables["byte_root"] = root
+    tables["byte_needs"] = _needed_bytes(padded, new_off)
     return tables
+
+
+# Bytes from most to least common in the rows of a spaced script (a guess:
+# any order is correct): lowercase letters by English frequency, then
+# common punctuation and digits, uppercase letters, the rest of ASCII, and
+# bytes of other scripts. The prefilter keeps each key's rarest byte.
+_LOWER = b"etaoinshrdlcumwfgypbvkjxqz"
+_FIRST = [*_LOWER, *b".,-'\"()/:;!?&0123456789", *_LOWER.upper()]
+_COMMON_FIRST = np.array([*_FIRST, *(b for b in range(0x80) if b not in _FIRST), *range(0x80, 0x100)], np.uint8)
+_RARITY = np.empty(256, np.int32)
+_RARITY[_COMMON_FIRST] = np.arange(256)
+_WRAPPED = np.zeros(256, bool)
+_WRAPPED[list(b",.;:?!`")] = True
+_SPACE_LIKE = np.zeros(256, bool)
+_SPACE_LIKE[list(b" \t\n\r")] = True
+
+
+def _needed_bytes(keys: np.ndarray, off: np.ndarray) -> np.ndarray:
+    """byte_needs[b] = 1 for one byte of each key that can match (its rarest
+    by _COMMON_FIRST, never a space): a text with none of these bytes holds
+    no key of the byte automaton, and the CPU walk skips its byte walk.
+
+    A key can match only as the spaced text is made (docs/semantics.md
+    section 2): no TAB, LF or CR (they become spaces) and a space on each
+    side of every wrapped mark. MetaCLIP's unspaced "Jr." or "et al." never
+    match; left out, they do not flag '.' and send most rows to the walk."""
+    needs = np.zeros(256, np.uint8)
+    n = len(keys)
+    key_of = np.repeat(np.arange(len(off) - 1), np.diff(off))
+    first = np.zeros(n, bool)
+    first[off[:-1]] = True
+    last = np.zeros(n, bool)
+    last[off[1:] - 1] = True
+    before = np.empty(n, np.uint8)
+    before[1:], before[0] = keys[:-1], 0x20
+    after = np.empty(n, np.uint8)
+    after[:-1], after[-1] = keys[1:], 0x20
+    stuck = _WRAPPED[keys] & ((~first & (before != 0x20)) | (~last & (after != 0x20)))
+    never = np.zeros(len(off) - 1, bool)
+    never[key_of[stuck | (_SPACE_LIKE[keys] & (keys != 0x20))]] = True
+    rarity = np.where(keys == 0x20, -1, _RARITY[keys]).astype(np.int64)
+    rarest = np.maximum.reduceat(rarity, off[:-1])[~never]
+    needs[_COMMON_FIRST[rarest[rarest >= 0]]] = 1
+    return needs

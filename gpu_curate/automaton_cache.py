@@ -96,6 +96,7 @@ def check_tables(tables: dict[str, np.ndarray], n_entries: int) -> None:
         node = target & NODE_MASK  # the root's child on the token's symbol: node = symbol + 1
         _require(not ((target != 0) & ((node < 1) | (node > tok_symbols))).any(), "vocab_slots: a symbol outside")
         tok_codes.append(out)
+    _require(_array(tables, "byte_needs", np.uint8, 1).shape == (256,), "byte_needs: not one flag per byte")
     if byte_nodes:
         root = _array(tables, "byte_root", np.uint64, 2)
         _require(root.shape == (256, 2) and byte_symbols == 256, "byte_root: not one slot per byte")

@@ -171,8 +171,15 @@ class BatchWalker {
   // bounded whatever the text length.
   static constexpr int64_t kMaxRowBytes = 1 << 16;
 
-  BatchWalker(const Tables& t, const uint8_t* limit)
-      : t_(t), limit_(limit), row_text_(kBatchRows), row_ids_(kBatchRows * kRowSlots), row_n_(kBatchRows) {}
+  // byte_needs (automaton.py's, 256 flags) or null: a row without any
+  // flagged byte holds no key of the byte automaton, and skips its walk.
+  BatchWalker(const Tables& t, const uint8_t* limit, const uint8_t* byte_needs = nullptr)
+      : t_(t),
+        limit_(limit),
+        byte_needs_(byte_needs),
+        row_text_(kBatchRows),
+        row_ids_(kBatchRows * kRowSlots),
+        row_n_(kBatchRows) {}
 
   // Matches rows [begin, end) of `col` and appends each row's sorted unique
   // ids to `ids`, their number to counts[row - begin].
@@ -201,6 +208,7 @@ class BatchWalker {
         for (int64_t i = r; i < stop; ++i) {
           if (!row_is_valid(col, i)) continue;
           const int64_t a = col.offsets[col.offset + i], b = col.offsets[col.offset + i + 1];
+          if (!may_hold_byte_keys(col.bytes + a, b - a)) continue;
           Pairs emit{this, (int32_t)(i - r)};
           match_bytes(t_, col.bytes + a, b - a, emit);
         }
@@ -211,6 +219,17 @@ class BatchWalker {
   }
 
  private:
+  // Whether the row has a byte that byte_needs_ flags. The byte walk is one
+  // dependent table load per byte; this is one independent load per byte
+  // (a 256-byte table), so rows of a spaced script whose list has a few
+  // unpadded entries ("info@", a CJK word) skip most of that cost.
+  bool may_hold_byte_keys(const uint8_t* s, int64_t n) const {
+    if (byte_needs_ == nullptr) return true;
+    uint8_t any = 0;
+    for (int64_t i = 0; i < n; ++i) any |= byte_needs_[s[i]];
+    return any != 0;
+  }
+
   struct Pairs {  // an Emit functor: ids of one row of the batch
     BatchWalker* w;
     int32_t row;
@@ -389,6 +408,7 @@ class BatchWalker {
 
   const Tables& t_;
   const uint8_t* limit_;  // end of the column's bytes: wide loads stay below it
+  const uint8_t* byte_needs_;
   struct Text {
     const uint8_t* s;
     int64_t n;

@@ -4,6 +4,7 @@ here) and the naive oracle, above all where batches begin and end: rows of
 very different lengths, null and empty rows, rows with many ids, deeply
 nested entries, duplicate entries."""
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -86,7 +87,24 @@ def test_worldwide_rows_use_both_automata_in_batches():
     check(entries, texts, padding="worldwide")
 
 
-VOCAB = ["a", "b", "ab", "", "c,", "d."]
+def test_rows_without_a_needed_byte_skip_the_byte_walk_and_lose_nothing():
+    # Under the worldwide rule these English entries have an unpadded end, so
+    # they are byte-automaton keys; byte_needs flags one byte of each (its
+    # rarest), and the batched walk skips the byte walk of rows that have none.
+    # "King Jr." and "et al." can never match (the spaced text has a space
+    # before every '.'): they flag nothing, or '.' would send most rows to the walk.
+    # "月 ." can: the spaced text of "月." is " 月 . ".
+    entries = ["info@", "'hood", "年", "o_", "dog", "hot dog", "x年y", "King Jr.", "et al.", "月 ."]
+    md = gc.Metadata(entries, padding="worldwide")
+    needs = Automaton.build(md).tables["byte_needs"]
+    assert set(np.flatnonzero(needs)) == {ord("@"), ord("'"), 0xE5, ord("_"), 0xE6}
+    texts = ["mail info@x", "info at x", "the 'hood", "the hood", "年年", "x年y", "dog", "hot dog o_o", "o o", "", None]
+    texts += ["King Jr. et al.", "King Jr . et al .", "King Jr.年", "月.", "月"]
+    got = check(entries, texts * (BATCH_ROWS // 5), padding="worldwide")
+    assert got[:16] == [[0], [], [1], [], [2], [2, 6], [4], [3, 4, 5], [], [], [], [], [], [2], [9], []]
+
+
+VOCAB = ["a", "b", "ab", "", "c,", "d.", ".", "年", "月.", "x@", "'"]  # the last five: unpadded ends under worldwide
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -105,6 +123,7 @@ VOCAB = ["a", "b", "ab", "", "c,", "d."]
 def test_random_batches_equal_per_row_walk_and_oracle(entries, rows):
     entries = [e for e in entries if e.strip()] or ["a"]
     check(entries, rows)
+    check(entries, rows, padding="worldwide")  # byte-automaton keys, and the batched walk's prefilter
 
 
 def test_long_token_that_fails_verification_is_walked_again():
