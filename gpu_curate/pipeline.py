@@ -43,7 +43,7 @@ from .pass1 import match_partition
 from .pass2 import balance_partition
 from .identity import changed_input, input_identity
 from .pool import Pool, find_pool, plan_partitions
-from .publish import Store, publish, resolve_out
+from .publish import Store, fetch, publish, resolve_out
 from .storage import (
     read_json,
     remove_temporaries,
@@ -224,7 +224,8 @@ def balance(
     `into` may be a URL (staged in `work_dir`, or its default, and published).
     `command`: the command line that asked for it (recorded in summary.json).
     A run published to object storage (`out` a URL) is rebalanced in its
-    work directory (`work_dir`, as for curate) and published again."""
+    work directory (`work_dir`, as for curate; fetched from the store where
+    it holds no run, as on another machine) and published again."""
     out_url, into_url = _on_store(out), _on_store(into)
     if work_dir is not None and out_url and into_url:
         raise OptionError("--work-dir: OUT and --out are both URLs; each is staged in its own default work dir")
@@ -233,12 +234,11 @@ def balance(
     source = OutDir(out)
     separate = into is not None and Path(into).resolve() != source.out.resolve()
     target = OutDir(into) if separate else source
+    if not source.run.exists() and store is not None:  # a run published from another machine
+        with OutLock(source.out), _one_line_errors(source.out):
+            if not source.run.exists():
+                fetch(store, source, log)
     if not source.run.exists():  # checked before the lock, which would create the directory
-        if store is not None:
-            raise InputError(
-                f"{quote_path(store.url)}: its work directory {quote_path(source.out)} holds no run (rebalance "
-                "on the machine that curated it, with its --work-dir if it gave one)"
-            )
         raise InputError(f"{quote_path(source.out)}: no finished pass 1 here (run `gpu-curate curate` first)")
     with ExitStack() as stack:
         stack.enter_context(OutLock(source.out, shared=separate))  # shared: several rebalancings may read it

@@ -38,6 +38,7 @@ from .executor import ProgressBar
 from .faults import checkpoint
 from .fs import filesystem_error, one_line, quote_path, split_url
 from .outdir import GENERATIONS, OutDir
+from .storage import write_atomic
 
 CURRENT = "current.json"
 RUN = "run.json"
@@ -119,6 +120,11 @@ class Store:
         checkpoint(url, "before-upload")
         self.fs.put_file(str(local), self.path(rel))
         checkpoint(url, "after-upload")
+
+    def get(self, rel: str, local: str) -> None:
+        """One object into a local file; a missing one or any failure of the store is one line."""
+        if self.ask(self.fs.get_file, self.path(rel), local, missing=False) is False:
+            raise InputError(f"{quote_path(self.url_of(rel))}: no such object (the published run is incomplete)")
 
     def read_json(self, rel: str) -> dict | None:
         """A JSON object of the store (None where there is none)."""
@@ -252,6 +258,25 @@ def _remove_superseded(store: Store, generation: str) -> int:
             store.fs.rm(entry, recursive=True)
             removed += 1
     return removed
+
+
+def fetch(store: Store, lay: OutDir, log: Callable[[str], None] = lambda s: None) -> None:
+    """Download what rebalancing a published run needs into the empty work
+    directory `lay`, on a machine that did not curate it: the match index,
+    the visible generation's entry counts and summary (made `current`), and
+    run.json last (it marks the work directory as holding the run, so a
+    download that is cut off is simply redone). The caller holds lay's lock."""
+    current = store.read_json(CURRENT)
+    if current is None:
+        raise InputError(f"{quote_path(store.url)}: no current.json (no run was published here yet)")
+    generation = lay.generation(current["generation"])
+    names = sorted(store.objects())
+    matches = sorted((n for n in names if n.startswith("matches/")), key=lambda n: ("/_" in n, n))  # markers last
+    wanted = [*matches, *(f"{GENERATIONS}/{generation.name}/{n}" for n in ("entry_counts.parquet", "summary.json"))]
+    log(f"{quote_path(store.url)}: fetching the match index and counts ({len(wanted)} objects) into {lay.out}")
+    for rel in [*wanted, RUN]:
+        write_atomic(lay.out / rel, lambda tmp, rel=rel: store.get(rel, tmp))
+    lay.switch(generation)
 
 
 def current_outputs(url: str) -> dict[str, str]:

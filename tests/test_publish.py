@@ -218,9 +218,29 @@ def test_balance_of_a_url_switches_current_json_and_removes_the_old_generation(u
     same_objects(objects(fs, root), publish.default_work_dir(url))
 
 
-def test_balance_of_a_url_without_its_work_dir_is_one_line(url, capsys, monkeypatch, tmp_path):
+def test_balance_of_a_url_with_nothing_published_is_one_line(url, capsys, monkeypatch, tmp_path):
     code, _, err = gpu_curate(capsys, monkeypatch, *balance_args(url, T_B))
-    one_line_error(code, err, f"{url}: its work directory", "holds no run")
+    one_line_error(code, err, f"{url}: no current.json (no run was published here yet)")
+
+
+def test_balance_of_a_url_on_another_machine_fetches_the_run(url, reference, capsys, monkeypatch, tmp_path):
+    """Curated with one work dir, rebalanced with another (as on a second
+    machine): the match index and counts come from the store; a fetch cut
+    off by a full disk is redone by the rerun."""
+    assert gpu_curate(capsys, monkeypatch, *curate_args(url, T_A, "--work-dir", tmp_path / "a"))[0] == 0
+    other = tmp_path / "b"
+    monkeypatch.setenv("GPU_CURATE_FAULT", "enospc:matches/_part-000001.json:before-rename")
+    code, _, err = gpu_curate(capsys, monkeypatch, *balance_args(url, T_B, "--work-dir", other))
+    one_line_error(code, err, "_part-000001.json: cannot write (No space left on device)")
+    assert not (other / "run.json").exists()
+    monkeypatch.delenv("GPU_CURATE_FAULT")
+    code, out, err = gpu_curate(capsys, monkeypatch, *balance_args(url, T_B, "--work-dir", other))
+    assert code == 0 and "fetching the match index and counts" in out, err
+    fs, root = store_of(url)
+    assert same(store_visible(fs, root), reference["b"]) and same(visible(other), reference["b"])
+    assert [p.rsplit("/", 1)[-1] for p in fs.ls(f"{root}/generations", detail=False)] == [
+        publish.current_outputs(url)["generation"]
+    ]
 
 
 def test_balance_of_a_local_run_into_a_url(url, reference, capsys, monkeypatch, tmp_path):
