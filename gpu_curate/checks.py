@@ -93,7 +93,7 @@ def pool_columns(path: str, fmt: str, text_column: str) -> dict[str, pa.DataType
                     stream, read_options=pacsv.ReadOptions(block_size=1 << 20), parse_options=parse
                 ) as r:
                     return {name: None for name in r.schema.names}
-        names, _ = delimited_header(path, fmt, text_column)  # tsv: a first line without the text column is data
+        names, _ = delimited_header(path, fmt, text_column)  # tsv: CC3M's headerless text<TAB>url is named text, url
     except (pa.ArrowInvalid, OSError, EOFError) as e:
         raise InputError(f"{quote_path(path)}: cannot read {fmt} ({one_line(e)})") from None
     return {name: None for name in names}

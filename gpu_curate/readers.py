@@ -165,13 +165,15 @@ def _read_json(path: str) -> pa.Table:
 
 def delimited_header(path: str, fmt: str, text_column: str) -> tuple[list[str], bool]:
     """(column names, whether the first line is a header). A TSV whose first
-    line does not name `text_column` is headerless: `text<TAB>url<TAB>...`
-    (CC3M's layout)."""
+    line is a text and a URL, `text<TAB>http://...` (CC3M's layout), and
+    does not name `text_column` is headerless. Any other first line is a
+    header, so that a misnamed column is an error naming the columns, not
+    a header read as a row and another column matched."""
     with open_stream(path) as f:
         head = f.readline().rstrip(b"\r\n").split(b"\t" if fmt == "tsv" else b",")
     names = [h.decode("utf-8", "replace") for h in head]
-    if fmt == "tsv" and text_column not in names:
-        return ([text_column, "url"] + [f"column_{i}" for i in range(2, len(head))])[: len(head)], False
+    if fmt == "tsv" and text_column not in names and len(head) == 2 and b"://" in head[1]:
+        return [text_column, "url"], False
     return names, True
 
 

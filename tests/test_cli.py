@@ -50,6 +50,31 @@ def outputs(out: Path) -> dict:
 
 
 # -- 1. every check before any work; a failed run never locks --out ----------------------
+@pytest.mark.parametrize(
+    "first_line, error",
+    [
+        ("caption\turl", "no column 'text' for --text-column (columns: caption, url)"),
+        ("image_id\tcaption", "no column 'text' for --text-column (columns: image_id, caption)"),
+    ],
+)
+def test_a_tsv_header_without_the_text_column_is_one_line_not_a_headerless_file(tmp_path, first_line, error):
+    """Only CC3M's layout (a text, then a URL) is headerless; a header naming
+    other columns is not read as a row while another column is matched."""
+    pool = tmp_path / "pool.tsv"
+    pool.write_text(first_line + "\na dog\thttp://x/1.jpg\n", encoding="utf-8")
+    one_line_error(curate(tmp_path / "out", "--in-process", pool=pool), error)
+
+
+def test_a_headerless_cc3m_tsv_names_its_columns_text_and_url(tmp_path):
+    pool = tmp_path / "cc3m.tsv"
+    pool.write_text("a dog on a mat\thttp://x/1.jpg\na cat\thttp://x/2.jpg\n", encoding="utf-8")
+    res = cli("match", pool, "--metadata", METADATA, "--out", tmp_path / "m")
+    assert res.returncode == 0, res.stderr
+    table = pq.read_table(tmp_path / "m" / "part-000000.parquet")
+    assert table.column("text").to_pylist() == ["a dog on a mat", "a cat"]
+    assert table.column("url").to_pylist() == ["http://x/1.jpg", "http://x/2.jpg"]
+
+
 def test_a_mistyped_column_fails_in_one_line_and_leaves_out_reusable(tmp_path):
     out = tmp_path / "out"
     res = curate(out, "--in-process")  # the default --text-column is text; the pool has TEXT
