@@ -266,7 +266,10 @@ def balance(
         # pass 2 re-reads the kept rows from the pool: it must be the pool that pass 1 matched
         _refuse_changed_pool(run["pass1"]["inputs"], input_identity(pool.files))
         if separate:
-            cfg = replace(cfg, out=str(target.out), match_index=str(OutDir.of(cfg).matches.resolve()))
+            # --datacomp-subset's file belongs to OUT's visible balance: another directory's balance leaves it
+            cfg = replace(
+                cfg, out=str(target.out), match_index=str(OutDir.of(cfg).matches.resolve()), datacomp_subset=None
+            )
             stack.enter_context(OutLock(target.out))
             stack.enter_context(_one_line_errors(target.out))
             _claim(target, run, cfg)

@@ -295,6 +295,14 @@ def test_datacomp_subset_is_sorted_128_bit_uids(tmp_path):
     assert got.tolist() == sorted(got.tolist())
     assert sorted(f"{a:016x}{b:016x}" for a, b in got.tolist()) == sorted(kept_uids)
 
+    # balance --out writes another directory's balance: the subset file stays OUT's
+    before = subset.read_bytes()
+    balance(tmp_path / "out", t=10, into=tmp_path / "other", progress=False)
+    assert subset.read_bytes() == before
+    # a plain balance replaces OUT's visible balance, and its subset with it
+    balance(tmp_path / "out", t=10, progress=False)
+    assert len(np.load(subset)) == pq.read_table(tmp_path / "out" / "kept").num_rows < len(kept_uids)
+
 
 def test_datacomp_subset_rejects_other_uids():
     with pytest.raises(gc.InputError, match="32 hex digits"):
