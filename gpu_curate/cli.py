@@ -94,6 +94,13 @@ WorkDirOpt = Annotated[
         help="With an --out on object storage (s3://, gs://, ...): the local directory the run is staged in before it is published (default: a directory per URL under ~/.cache/gpu_curate/out).",
     ),
 ]
+TarTextOpt = Annotated[
+    str,
+    typer.Option(
+        "--tar-text",
+        help="WebDataset tars: the member suffix holding the text (txt), or a key of the .json (json:caption).",
+    ),
+]
 StrictUtf8Opt = Annotated[
     bool,
     typer.Option(
@@ -124,6 +131,7 @@ def match_command(
     device: str = typer.Option("cpu", "--device", help="cpu, gpu or auto."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
     strict_utf8: StrictUtf8Opt = False,
+    tar_text: TarTextOpt = "txt",
 ) -> None:
     """Match every row of a pool against the metadata and write its match set (no counting, no sampling)."""
     from .match import default_threads
@@ -145,6 +153,7 @@ def match_command(
         device=device,
         strict_utf8=strict_utf8,
         threads=threads or default_threads(),
+        tar_text=tar_text,
     )
     n = match_pool(cfg)
     matched = f"{n['rows_matched']:,} matched ({percent(n['rows_matched'], n['rows_in'])})" if n["rows_in"] else "0"
@@ -281,11 +290,7 @@ def curate_command(
     datacomp_subset: Optional[Path] = typer.Option(
         None, "--datacomp-subset", help="Also write the kept uids as DataComp's sorted .npy subset."
     ),
-    tar_text: str = typer.Option(
-        "txt",
-        "--tar-text",
-        help="WebDataset tars: the member suffix holding the text (txt), or a key of the .json (json:caption).",
-    ),
+    tar_text: TarTextOpt = "txt",
     verify_inputs: bool = typer.Option(
         False,
         "--verify-inputs",

@@ -285,3 +285,21 @@ def test_unreadable_pool_files_are_one_line_on_the_command_line(tmp_path, proble
     )
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert res.stderr.startswith(f"gpu-curate: error: {expected}")
+
+
+def test_match_reads_a_tar_whose_text_is_a_json_key(tmp_path):
+    """`gpu-curate match --tar-text json:caption`, as curate takes it."""
+    members = []
+    for i, text in enumerate(["a dog on a mat", "a red car"]):
+        members += [(f"s{i}.json", json.dumps({"caption": text}).encode()), (f"s{i}.jpg", b"\xff\xd8")]
+    write_tar(tmp_path / "0.tar", members)
+    res = subprocess.run(
+        [sys.executable, "-m", "gpu_curate", "match", str(tmp_path / "0.tar"), "--metadata", str(demo_data.METADATA),
+         "--out", str(tmp_path / "m"), "--tar-text", "json:caption"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    table = pq.read_table(tmp_path / "m")
+    assert table.column("text").to_pylist() == ["a dog on a mat", "a red car"]
+    assert table.column("uid").to_pylist() == ["s0", "s1"]
+    assert all(ids for ids in table.column("matched_entry_ids").to_pylist())  # 'dog', 'mat', 'car' are synset heads
