@@ -177,10 +177,10 @@ def _uid_keys(uids) -> np.ndarray:
     if isinstance(uids, np.ndarray) and uids.dtype.kind in "iu":
         return uids.astype(np.int64, copy=False).view(np.uint64)
     arr = uids if isinstance(uids, (pa.Array, pa.ChunkedArray)) else pa.array(list(uids))
+    if arr.null_count:  # first: a batch of nulls alone has Arrow type null
+        raise InputError(f"uids: row {_first(arr.is_null())} is null")
     if not (pa.types.is_integer(arr.type) or pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         raise InputError(f"uids must be strings or integers, got Arrow type {arr.type}")
-    if arr.null_count:
-        raise InputError(f"uids: row {_first(arr.is_null())} is null")
     return uid_keys(arr)
 
 

@@ -145,6 +145,8 @@ def test_bad_batches_are_refused_naming_the_row(derived):
         rb.keep(["a", "b"], [[1], [2], [3]])
     with pytest.raises(gc.InputError, match="row 1 is null"):
         rb.keep(["a", None], [[1], [2]])
+    with pytest.raises(gc.InputError, match="row 0 is null"):  # nulls alone: Arrow type null
+        rb.keep([None], [[1]])
     with pytest.raises(gc.InputError, match="CSR offsets"):
         rb.keep(["a"], (np.array([0, 5]), np.array([1])))
     with pytest.raises(gc.InputError, match="not lists of integer"):
