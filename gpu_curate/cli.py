@@ -72,7 +72,7 @@ MetadataOpt = Annotated[
     typer.Option(
         "--metadata",
         "-m",
-        help="Entry list (.json/.txt/.parquet), or per-language: a directory of <lang>.txt|.json or a parquet with lang, entry.",
+        help="Entry list (.json/.txt/.parquet), or per-language: a directory of <lang>.txt|.json|.parquet or a parquet with lang, entry.",
     ),
 ]
 TextColumnOpt = Annotated[str, typer.Option("--text-column", help="Column holding the alt-text.")]
@@ -126,7 +126,9 @@ def match_command(
     lang_column: LangColumnOpt = None,
     padding: PaddingOpt = None,
     partition_size: str = typer.Option(
-        "100000", "--partition-size", help="Rows per output shard (memory is bounded by it), or bytes such as 256MB."
+        "100000",
+        "--partition-size",
+        help="Rows per output shard (memory is bounded by it), or a size such as 256MB: rows of that size by the first parquet file's average row (all columns; 200 B if none).",
     ),
     device: str = typer.Option("cpu", "--device", help="cpu, gpu or auto."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
@@ -170,8 +172,9 @@ AUTO_PARTITION = {"cpu": "100000", "gpu": "256MB"}
 
 
 def _partition_rows(size: str, inputs: list[str], device: str = "cpu") -> int:
-    """--partition-size: a row count ("100000") or bytes of text ("256MB"),
-    converted to rows from the first parquet file's average row size; auto:
+    """--partition-size: a row count ("100000") or a size ("256MB"),
+    converted to rows by the first parquet file's average uncompressed row
+    size over all its columns (200 B a row without parquet); auto:
     AUTO_PARTITION for the device."""
     if size.strip() == "auto":
         size = AUTO_PARTITION["gpu" if device == "gpu" else "cpu"]
@@ -263,7 +266,7 @@ def curate_command(
     partition_size: str = typer.Option(
         "auto",
         "--partition-size",
-        help="Rows per partition, or bytes of text such as 256MB; auto: 100000 rows on the CPU, 256MB on the GPU.",
+        help="Rows per partition, or a size such as 256MB: rows of that size by the first parquet file's average row (all columns, uncompressed; 200 B if none); auto: 100000 rows on the CPU, 256MB on the GPU.",
     ),
     workers: Optional[int] = typer.Option(None, "--workers", help="Local Dask workers (processes; default 1)."),
     threads_per_worker: Optional[int] = typer.Option(
