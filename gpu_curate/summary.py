@@ -51,10 +51,12 @@ def build_summary(
     files = {name: {**stats, **pass2.files.get(name, {})} for name, stats in pass1.files.items()}
     for stats in files.values():
         stats["rows_dropped"] = stats["rows_in"] - stats.get("rows_kept", 0)
-    languages = {lang: {**stats, **pass2.languages.get(lang, {})} for lang, stats in pass1.languages.items()}
+    zero = {"rows_in": 0, "rows_matched": 0, "rows_kept": 0}  # every language has every key, kept or not
+    languages = {lang: {**zero, **stats, **pass2.languages.get(lang, {})} for lang, stats in pass1.languages.items()}
     if thresholds is not None:
+        thresholds = {lang: None if t is None else float(t) for lang, t in thresholds.items()}
         for lang in sorted(set(thresholds) | set(languages)):
-            languages.setdefault(lang, {})["t"] = thresholds.get(lang)
+            languages.setdefault(lang, dict(zero))["t"] = thresholds.get(lang)
     total_s = sum(timings.values())
     return {
         **{
