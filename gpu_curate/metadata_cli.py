@@ -259,6 +259,6 @@ def _print_stats(console, s) -> None:
     if s.never_match:
         shown = ", ".join(repr(e) for e in s.never_match_examples)
         console.print(
-            f"  [yellow]warning:[/yellow] {s.never_match:,} entries can never match under the MetaCLIP 1 rule "
+            f"  [yellow]warning:[/yellow] {s.never_match:,} entries can never match, under either padding rule "
             f"(a , . ; : ? ! ` touching a non-space, or a tab/newline), e.g. {escape(shown)}"
         )
