@@ -23,9 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import _core, automaton_cache
 from .metadata import Metadata
+from .metadata_text import NEVER_MATCH_PATTERN
 from .texts import string_buffers
 
 FORMAT_VERSION = 6  # 4: the token trie; 5: the cache file holds a checksum; 6: byte_needs
@@ -323,7 +325,8 @@ def _token_automaton(entries: pa.Array, ids: np.ndarray) -> dict[str, np.ndarray
         tables["vocab_bytes"] = np.zeros(0, np.uint8)
         tables["vocab_slots"] = _slot_table(np.zeros(0, np.uint64), np.zeros(0, np.uint64))
         return tables
-    data, off = string_buffers(entries.take(pa.array(ids)))
+    chosen = entries.take(pa.array(ids))
+    data, off = string_buffers(chosen)
     is_space = data == ord(" ")
     spaces = np.flatnonzero(is_space)
     # Tokens: starts are entry starts and bytes after a space; ends are
@@ -360,7 +363,8 @@ def _byte_automaton(entries: pa.Array, ids: np.ndarray, left: np.ndarray, right:
         tables["byte_root"] = np.zeros((256, 2), np.uint64)
         tables["byte_needs"] = np.zeros(256, np.uint8)
         return tables
-    data, off = string_buffers(entries.take(pa.array(ids)))
+    chosen = entries.take(pa.array(ids))
+    data, off = string_buffers(chosen)
     lengths = np.diff(off) + left + right
     new_off = np.concatenate([[0], np.cumsum(lengths)])
     padded = np.full(new_off[-1], ord(" "), np.uint8)
@@ -371,7 +375,7 @@ def _byte_automaton(entries: pa.Array, ids: np.ndarray, left: np.ndarray, right:
     root[:, 0] = np.arange(256)
     root[:, 1] = root_words
     tables["byte_root"] = root
-    tables["byte_needs"] = _needed_bytes(padded, new_off)
+    tables["byte_needs"] = _needed_bytes(chosen, padded, new_off)
     return tables
 
 
@@ -384,35 +388,17 @@ _FIRST = [*_LOWER, *b".,-'\"()/:;!?&0123456789", *_LOWER.upper()]
 _COMMON_FIRST = np.array([*_FIRST, *(b for b in range(0x80) if b not in _FIRST), *range(0x80, 0x100)], np.uint8)
 _RARITY = np.empty(256, np.int32)
 _RARITY[_COMMON_FIRST] = np.arange(256)
-_WRAPPED = np.zeros(256, bool)
-_WRAPPED[list(b",.;:?!`")] = True
-_SPACE_LIKE = np.zeros(256, bool)
-_SPACE_LIKE[list(b" \t\n\r")] = True
 
 
-def _needed_bytes(keys: np.ndarray, off: np.ndarray) -> np.ndarray:
-    """byte_needs[b] = 1 for one byte of each key that can match (its rarest
-    by _COMMON_FIRST, never a space): a text with none of these bytes holds
-    no key of the byte automaton, and the CPU walk skips its byte walk.
-
-    A key can match only as the spaced text is made (docs/semantics.md
-    section 2): no TAB, LF or CR (they become spaces) and a space on each
-    side of every wrapped mark. MetaCLIP's unspaced "Jr." or "et al." never
-    match; left out, they do not flag '.' and send most rows to the walk."""
+def _needed_bytes(entries: pa.Array, keys: np.ndarray, off: np.ndarray) -> np.ndarray:
+    """byte_needs[b] = 1 for one byte of each key (`entries` padded: `keys`,
+    `off`) that can match: its rarest by _COMMON_FIRST, never a space. A text
+    with none of these bytes holds no key of the byte automaton, and the CPU
+    walk skips its byte walk. Entries that can never match the spaced text
+    (NEVER_MATCH_PATTERN: MetaCLIP's "Jr.", "et al.") flag nothing; else
+    their '.' would send most rows to the walk."""
     needs = np.zeros(256, np.uint8)
-    n = len(keys)
-    key_of = np.repeat(np.arange(len(off) - 1), np.diff(off))
-    first = np.zeros(n, bool)
-    first[off[:-1]] = True
-    last = np.zeros(n, bool)
-    last[off[1:] - 1] = True
-    before = np.empty(n, np.uint8)
-    before[1:], before[0] = keys[:-1], 0x20
-    after = np.empty(n, np.uint8)
-    after[:-1], after[-1] = keys[1:], 0x20
-    stuck = _WRAPPED[keys] & ((~first & (before != 0x20)) | (~last & (after != 0x20)))
-    never = np.zeros(len(off) - 1, bool)
-    never[key_of[stuck | (_SPACE_LIKE[keys] & (keys != 0x20))]] = True
+    never = pc.match_substring_regex(entries, NEVER_MATCH_PATTERN).to_numpy(zero_copy_only=False)
     rarity = np.where(keys == 0x20, -1, _RARITY[keys]).astype(np.int64)
     rarest = np.maximum.reduceat(rarity, off[:-1])[~never]
     needs[_COMMON_FIRST[rarest[rarest >= 0]]] = 1
