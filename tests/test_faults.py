@@ -243,22 +243,13 @@ def test_workers_killed_at_random(tmp_path, runs, seed):
     (after a random number of partitions finished), while the run goes on."""
     distributed = pytest.importorskip("distributed")
     import os
+    from dataclasses import replace
 
-    from gpu_curate.pipeline import CurateConfig, curate
-
-    from faultlib import METADATA, POOL, SEED
+    from gpu_curate.pipeline import curate
 
     rng = random.Random(seed)
     out = tmp_path / "out"
-    cfg = CurateConfig(
-        inputs=(str(POOL),),
-        metadata=str(METADATA),
-        out=str(out),
-        text_column="TEXT",
-        t=T_A,
-        seed=SEED,
-        partition_rows=20,
-    )
+    cfg = replace(config(out, T_A), partition_rows=20)
     n_parts = 3000 // 20
     kill_after = [
         ("matches/_part-*.json", rng.randint(1, n_parts // 2)),
