@@ -302,6 +302,7 @@ def curate_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Curate a pool: match, count, balance, write kept rows (resumable)."""
+    from .fs import local_path
     from .pipeline import CurateConfig, curate
 
     check_cluster_options(
@@ -344,7 +345,7 @@ def curate_command(
         log=typer.echo,
     )
     curate(cfg, cluster=cluster, progress=not quiet, log=typer.echo, work_dir=work_dir)
-    if "://" in out and not out.startswith("file://"):
+    if local_path(out) is None:  # published to object storage
         typer.echo(f"outputs in {out}/: current.json names the visible generation, generations/<id>/kept the kept rows")
     else:
         typer.echo(f"outputs in {out}/ (kept/, matches/, entry_counts.parquet, summary.json)")

@@ -33,7 +33,7 @@ from .datacomp import kept_subset
 from .engines import resolve_reader
 from .errors import CurateError, InputError, OptionError, OutputError
 from .executor import Executor
-from .fs import quote_path, split_url
+from .fs import local_path, quote_path
 from .gpu_backend import device_label
 from .images import select_one_text_per_image
 from .lock import OutLock
@@ -304,7 +304,7 @@ def _written_here(markers: list[Path]) -> None:
 
 def _on_store(value) -> bool:
     """Whether an output option names object storage (a URL, not file://)."""
-    return value is not None and split_url(str(value))[0] is not None
+    return value is not None and local_path(str(value)) is None
 
 
 def _claim(target: OutDir, run: dict, cfg: CurateConfig) -> None:

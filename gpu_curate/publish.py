@@ -136,6 +136,13 @@ class Store:
         except ValueError as e:
             raise OutputError(f"{quote_path(self.url_of(rel))}: cannot read ({one_line(e)})") from None
 
+    def current(self) -> dict:
+        """current.json: the visible generation's id and its outputs' paths relative to the URL."""
+        current = self.read_json(CURRENT)
+        if current is None:
+            raise InputError(f"{quote_path(self.url)}: no current.json (no run was published here yet)")
+        return current
+
     def held_run(self) -> dict | None:
         """The store's run.json; a URL holding objects but no run.json is refused
         (it is not the output of a gpu-curate run, and publishing removes objects)."""
@@ -266,9 +273,7 @@ def fetch(store: Store, lay: OutDir, log: Callable[[str], None] = lambda s: None
     the visible generation's entry counts and summary (made `current`), and
     run.json last (it marks the work directory as holding the run, so a
     download that is cut off is simply redone). The caller holds lay's lock."""
-    current = store.read_json(CURRENT)
-    if current is None:
-        raise InputError(f"{quote_path(store.url)}: no current.json (no run was published here yet)")
+    current = store.current()
     generation = lay.generation(current["generation"])
     names = sorted(store.objects())
     matches = sorted((n for n in names if n.startswith("matches/")), key=lambda n: ("/_" in n, n))  # markers last
@@ -288,9 +293,7 @@ def current_outputs(url: str) -> dict[str, str]:
     if fs is None:
         raise InputError(f"{quote_path(url)}: a local --out; read DIR/kept (a link to the visible generation)")
     store = Store(url.rstrip("/"), fs, path.rstrip("/"))
-    current = store.read_json(CURRENT)
-    if current is None:
-        raise InputError(f"{quote_path(store.url)}: no current.json (no run was published here yet)")
+    current = store.current()
     return {
         "generation": current["generation"],
         **{k: store.url_of(current[k]) for k in ("kept", "entry_counts", "summary")},

@@ -28,7 +28,7 @@ from .datacard import datacard, head_tail_table
 from .fs import quote_path
 from .errors import InputError, MissingExtraError
 from .outdir import OutDir
-from .publish import current_outputs, open_store
+from .publish import RUN, open_store
 from .storage import read_json, write_atomic
 
 MAX_LANGUAGE_PANELS = 6
@@ -58,14 +58,13 @@ def write_report(out: str | Path) -> Path | str:
 
 def _report_on_store(store) -> str:
     """The report of the run published at `store`: drawn in a temporary folder, then uploaded."""
-    outputs = current_outputs(store.url)
-    summary, run = (store.read_json(outputs[k][len(store.url) + 1 :]) for k in ("summary", "run"))
-    counts_path = store.path(outputs["entry_counts"][len(store.url) + 1 :])
-    counts = store.ask(pq.read_table, counts_path, filesystem=store.fs)
+    current = store.current()
+    summary, run = store.read_json(current["summary"]), store.read_json(RUN)
+    counts = store.ask(pq.read_table, store.path(current["entry_counts"]), filesystem=store.fs)
     if summary is None or run is None or counts is None:
         raise InputError(f"{quote_path(store.url)}: current.json names a generation that is not all there")
     with tempfile.TemporaryDirectory() as tmp:
-        _render(summary, run, counts, outputs["entry_counts"], Path(tmp))
+        _render(summary, run, counts, store.url_of(current["entry_counts"]), Path(tmp))
         for path in sorted(Path(tmp).iterdir()):
             store.ask(store.put, path, f"report/{path.name}")
     return store.url_of("report")
